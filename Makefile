@@ -1,0 +1,30 @@
+# The README's commands. Everything installs into .venv; pip's cache keeps
+# reinstalls fast (llama-cpp-python compiles llama.cpp once, ~7 min).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= toolchain,test
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: run test install protos clean
+
+run: $(STAMP)
+	$(PY) -m agent.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+protos: $(STAMP)
+	$(PY) protos/generate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,116 @@
+"""`vehicle-agent`: the command line. Thin: each command parses, calls plain functions, prints.
+
+Errors the user can act on (AgentError) become one line on stderr and an exit
+code: 2 for a bad request or configuration, 1 for a vehicle or model failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from agent.config import add_flags, config_from_args
+from agent.errors import AgentError, ConfigError, InvalidCall, VehicleRejected
+
+EXIT_FAILURE = 1
+EXIT_BAD_REQUEST = 2
+
+
+def cmd_functions(args) -> int:
+    from agent.registry import load_registry
+
+    registry = load_registry()
+    if args.json:
+        print(json.dumps(registry.to_json(), indent=2))
+        return 0
+    for spec in registry:
+        params = " ".join(
+            f"{a.name}={'|'.join(a.values) if a.values else a.type}" + (f"(default {a.default})" if a.has_default else "")
+            for a in spec.args
+        )
+        risk = "" if spec.risk.levels == ("normal",) else f"  [{', '.join(spec.risk.levels)}]"
+        print(f"{spec.service:<11} {spec.name:<34} {params}{risk}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from agent.registry import load_registry
+    from agent.sim.server import start_simulator
+    from agent.transport import parse_uri
+
+    config = config_from_args(args)
+    running = start_simulator(load_registry(), parse_uri(config.sim.listen), config.sim.record)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"vehicle simulator listening on {running.endpoint}", flush=True)
+    stop.wait()
+    running.stop(grace=2.0)
+    print("vehicle simulator stopped", flush=True)
+    return 0
+
+
+def parse_assignments(spec, pairs: list[str]) -> dict:
+    """`key=value` words into typed arguments of `spec`."""
+    args = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidCall(f"{pair!r} is not key=value")
+        args[key] = spec.arg(key).parse(value)
+    return args
+
+
+def cmd_call(args) -> int:
+    from agent.dispatch import Dispatcher
+    from agent.registry import load_registry
+
+    config = config_from_args(args)
+    registry = load_registry()
+    spec = registry.get(args.function)
+    call_args = spec.complete(parse_assignments(spec, args.assignments))
+    with Dispatcher(registry, config.vehicle) as dispatcher:
+        result = dispatcher.dispatch(spec.name, call_args)
+    print(json.dumps({"function": result.function, "args": result.args, "state": result.state}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vehicle-agent", description="On-device agent for vehicle commands.")
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (default: built-in settings)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("functions", help="list the vehicle functions of the registry")
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
+    p.set_defaults(handler=cmd_functions)
+
+    p = sub.add_parser("sim", help="run the vehicle simulator")
+    add_flags(p, "sim")
+    p.set_defaults(handler=cmd_sim)
+
+    p = sub.add_parser("call", help="dispatch one vehicle call, e.g. call set_fan_speed level=3")
+    p.add_argument("function")
+    p.add_argument("assignments", nargs="*", metavar="key=value")
+    add_flags(p, "vehicle")
+    p.set_defaults(handler=cmd_call)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InvalidCall, VehicleRejected, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_REQUEST
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Settings: one frozen dataclass per subsystem, loaded from one YAML file.
+
+Each setting is declared once, here, with its default and help; the same
+declaration gives the YAML key (`section.name`) and the CLI flag
+(`--section-name`, or the explicit flag given to `setting`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.errors import ConfigError
+from agent.transport import parse_uri
+
+
+def setting(default: Any, help: str, flag: str | None = None, choices: tuple | None = None):
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+@dataclass(frozen=True)
+class VehicleSettings:
+    uri: str = setting("tcp://127.0.0.1:50051", "address of the vehicle services (unix:///path or tcp://host:port)", flag="--vehicle")
+    deadline_s: float = setting(1.0, "deadline of every vehicle RPC, retries included, in seconds")
+    retry_idempotent: bool = setting(True, "retry an idempotent set_* call once within its deadline when the service is unavailable")
+
+    def __post_init__(self):
+        parse_uri(self.uri)
+        _positive("vehicle.deadline_s", self.deadline_s)
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    listen: str = setting("tcp://127.0.0.1:50051", "address the simulator listens on (tcp port 0 picks a free port)", flag="--listen")
+    record: str = setting("", "append every accepted call as a JSON line to this file", flag="--record")
+
+    def __post_init__(self):
+        parse_uri(self.listen)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    vehicle: VehicleSettings = field(default_factory=VehicleSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its settings class."""
+    return dict(_hints(AgentConfig))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """The configuration from a YAML file (optional) with `section.name` overrides on top."""
+    raw: dict[str, Any] = {}
+    if path:
+        raw = _read_yaml(Path(path))
+    for dotted, value in (overrides or {}).items():
+        section, name = dotted.split(".", 1)
+        raw.setdefault(section, {})[name] = value
+    return _build(raw, source=str(path) if path else "settings")
+
+
+def add_flags(parser: argparse.ArgumentParser, *section_names: str) -> None:
+    """Add a flag for every setting of the named sections (defaults come from the config)."""
+    for section_name in section_names:
+        cls = sections()[section_name]
+        group = parser.add_argument_group(f"{section_name} settings")
+        for f in dataclasses.fields(cls):
+            kind = _base_type(_hints(cls)[f.name])
+            flag = f.metadata["flag"] or f"--{section_name}-{f.name}".replace("_", "-")
+            common = dict(dest=f"{section_name}.{f.name}", default=argparse.SUPPRESS,
+                          help=f"{f.metadata['help']} (default: {f.default!r})")
+            if kind is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+            else:
+                group.add_argument(flag, type=str, choices=f.metadata["choices"], metavar=f.name.upper(), **common)
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    overrides = {k: v for k, v in vars(args).items() if "." in k}
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections ({', '.join(sections())})")
+    return data
+
+
+def _build(raw: dict[str, Any], source: str) -> AgentConfig:
+    known = sections()
+    built = {}
+    for section_name, values in raw.items():
+        if section_name not in known:
+            raise ConfigError(f"{source}: unknown section {section_name!r}{_suggest(section_name, known)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section_name!r} must be a mapping")
+        cls = known[section_name]
+        hints = _hints(cls)
+        kwargs = {}
+        for name, value in values.items():
+            if name not in hints:
+                raise ConfigError(f"{source}: unknown key '{section_name}.{name}'{_suggest(name, hints)}")
+            kwargs[name] = _coerce(f"{section_name}.{name}", value, hints[name], source)
+        try:
+            built[section_name] = cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return AgentConfig(**built)
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    kind = _base_type(hint)
+    optional = _is_optional(hint)
+    if value is None and optional:
+        return None
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            if isinstance(value, bool):
+                return value
+        elif kind is int and not isinstance(value, bool):
+            if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+                return int(value)
+        elif kind is float and not isinstance(value, bool):
+            if isinstance(value, (int, float, str)):
+                return float(value)
+        elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"{source}: '{key}' must be {_describe(kind)}, got {value!r}")
+
+
+def _describe(kind: type) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(kind, kind.__name__)
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"'{key}' must be above 0, got {value!r}")
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(choices)})"
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_optional(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) and type(None) in hint.__args__
+
+
+def _base_type(hint: Any) -> type:
+    if isinstance(hint, types.UnionType):
+        return next(a for a in hint.__args__ if a is not type(None))
+    return hint

@@ -1,0 +1,1 @@
+"""A reference vehicle simulator: every vehicle service over gRPC, with state and validation."""
