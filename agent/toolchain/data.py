@@ -1,0 +1,169 @@
+"""Stage 1, data: phrase templates -> training and held-out examples.
+
+Pure function of its config: the same seed gives the same examples. The split
+is by template (a whole phrasing is either trained on or held out), so the
+held-out score measures phrasings the model never saw. Out-of-range values
+are transcribed faithfully: the model reports what was asked, the safety
+policy refuses it later.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agent.decoding import Call
+from agent.registry import ArgSpec, Registry
+from agent.templates import SYMBOLIC_VALUES, Slot, Template, TemplateSet, resolve_fixed, sample, speak_number
+from agent.textnorm import normalize
+
+JOINERS = (" and ", " and then ", " and also ", " then ", " plus ")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    seed: int = 1234
+    heldout_fraction: float = 0.25      # of each function's templates (and of each negative category)
+    samples_per_template: int = 24
+    negative_ratio: float = 0.34        # negatives per positive (>= 1 in 3)
+    multi_call_fraction: float = 0.12   # positives joined two at a time
+    out_of_range_rate: float = 0.06     # numbers sampled outside their range
+    words_rate: float = 0.5             # numbers spoken as words rather than digits
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str                 # normalised command text
+    calls: tuple[Call, ...]   # spoken arguments; symbolic values kept (on/max/up...)
+    template: str             # key of the template (or "+"-joined keys)
+    kind: str                 # single, multi, relative, negative, out_of_range
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "calls": [asdict(c) for c in self.calls], "template": self.template, "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Example":
+        return cls(data["text"], tuple(Call(c["function"], c["args"]) for c in data["calls"]), data["template"], data["kind"])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train: tuple[Example, ...]
+    heldout: tuple[Example, ...]
+
+
+def split_templates(templates: list[Template], fraction: float, rng: random.Random) -> tuple[list[Template], list[Template]]:
+    """Hold out round(fraction * n) templates of the list (at least one when n >= 3)."""
+    shuffled = templates[:]
+    rng.shuffle(shuffled)
+    n_held = round(fraction * len(shuffled))
+    if len(shuffled) >= 3:
+        n_held = max(1, n_held)
+    return shuffled[n_held:], shuffled[:n_held]
+
+
+def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet) -> Dataset:
+    rng = random.Random(config.seed)
+    train_t, held_t = [], []
+    for spec in registry:
+        tr, he = split_templates(templates.for_function(spec.name), config.heldout_fraction, rng)
+        train_t += tr
+        held_t += he
+    categories = sorted({t.category for t in templates.negatives})
+    neg_train, neg_held = [], []
+    for category in categories:
+        tr, he = split_templates([t for t in templates.negatives if t.category == category], config.heldout_fraction, rng)
+        neg_train += tr
+        neg_held += he
+    return Dataset(
+        train=tuple(_examples(config, registry, templates, train_t, neg_train, rng)),
+        heldout=tuple(_examples(config, registry, templates, held_t, neg_held, rng)),
+    )
+
+
+def _examples(config, registry, templates, positive_t, negative_t, rng) -> list[Example]:
+    positives = [
+        _positive(config, registry, templates, t, rng)
+        for t in positive_t
+        for _ in range(config.samples_per_template)
+    ]
+    n_multi = int(len(positives) * config.multi_call_fraction)
+    multis = []
+    for _ in range(n_multi):
+        a, b = rng.sample(positives, 2)
+        if a.calls[0].function == b.calls[0].function or a.kind == "out_of_range" or b.kind == "out_of_range":
+            continue
+        multis.append(Example(a.text + rng.choice(JOINERS) + b.text, a.calls + b.calls, f"{a.template}+{b.template}", "multi"))
+    n_neg = int((len(positives) + len(multis)) * config.negative_ratio)
+    negatives = []
+    if negative_t:
+        per_template = max(1, -(-n_neg // len(negative_t)))
+        for t in negative_t:  # repeats are kept: they weight negatives to the configured ratio
+            for _ in range(per_template):
+                negatives.append(Example(normalize(sample(t.tree, rng, lambda slot: "")), (), t.key, "negative"))
+    out = positives + multis + negatives
+    rng.shuffle(out)
+    return out
+
+
+def _positive(config, registry, templates, template: Template, rng: random.Random) -> Example:
+    spec = registry.get(template.function)
+    slots = templates.slots.get(spec.name, {})
+    values = templates.values.get(spec.name, {})
+    words = rng.random() < config.words_rate
+    args: dict[str, Any] = {}
+    out_of_range = False
+
+    def fill(slot: Slot) -> str:
+        nonlocal out_of_range
+        arg = spec.arg(slot.name)
+        if slot.name in args:  # a slot used twice says the same value
+            value = args[slot.name]
+            return speak_number(value, rng, words) if arg.type in ("int", "number") else str(value)
+        if arg.type in ("enum", "bool"):
+            key = rng.choice(list(slots[arg.name]))
+            args[arg.name] = resolve_fixed(arg, key) if arg.type == "bool" else key
+            return rng.choice(slots[arg.name][key])
+        if arg.type == "string":
+            args[arg.name] = rng.choice(values[arg.name])
+            return args[arg.name]
+        phrases = slots.get(arg.name, {})
+        if phrases and rng.random() < 0.4:
+            key = rng.choice(list(phrases))
+            args[arg.name] = resolve_fixed(arg, key)
+            return rng.choice(phrases[key])
+        value, outside = _sample_number(arg, slot.negative, config, rng)
+        out_of_range |= outside
+        args[arg.name] = value
+        return speak_number(value, rng, words)
+
+    text = normalize(sample(template.tree, rng, fill))
+    for name, fixed in template.fixed.items():
+        arg = spec.arg(name)
+        value = fixed if isinstance(fixed, str) and fixed in SYMBOLIC_VALUES and arg.type in ("int", "number") else resolve_fixed(arg, fixed)
+        args[name] = value
+    kind = "out_of_range" if out_of_range else ("relative" if spec.relative else "single")
+    return Example(text, (Call(spec.name, args),), template.key, kind)
+
+
+def _sample_number(arg: ArgSpec, negative: bool, config: DataConfig, rng: random.Random) -> tuple[float | int, bool]:
+    """A value on the argument's grid; sometimes (out_of_range_rate) beyond its range.
+
+    For a relative argument the value is a magnitude (its sign comes from the
+    template): usually small, and out of range means above the argument's max.
+    """
+    step = arg.step or 1
+    lo, hi = arg.min, arg.max
+    if arg.delta_of:
+        lo, hi = step, min(hi, 5.0)
+    outside = rng.random() < config.out_of_range_rate
+    if outside:
+        unit = max(step, 1) * (10 if arg.max - arg.min >= 50 else 1)
+        above = arg.max + unit * rng.randint(1, 5)
+        below = arg.min - unit * rng.randint(1, 5)
+        value = above if arg.delta_of or below < 0 or rng.random() < 0.6 else below
+    else:
+        value = lo + step * rng.randint(0, int(round((hi - lo) / step)))
+    value = int(round(value)) if arg.type == "int" else round(float(value), 3)
+    return (-value if negative else value), outside

@@ -1,0 +1,88 @@
+"""Templates parse and cover every function; the data stage is deterministic and split by template."""
+
+from collections import Counter
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.templates import load_templates, number_words, parse, speak_number
+from agent.textnorm import normalize
+from agent.toolchain.data import DataConfig, build_dataset
+from tests.conftest import REPO
+
+TEMPLATES = REPO / "models" / "templates"
+
+
+@pytest.fixture(scope="module")
+def templates(registry):
+    return load_templates(TEMPLATES, registry)
+
+
+@pytest.fixture(scope="module")
+def dataset(registry, templates):
+    return build_dataset(DataConfig(samples_per_template=6), registry, templates)
+
+
+def test_every_function_has_a_dozen_templates(registry, templates):
+    counts = Counter(t.function for t in templates.templates if t.function)
+    assert set(counts) == {f.name for f in registry}
+    assert min(counts.values()) >= 12
+    assert len(templates.negatives) >= 100
+
+
+def test_syntax_errors_are_reported():
+    for bad in ("(a|b", "a]", "{x", "{x:abs}"):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_a_template_missing_a_required_argument_is_refused(registry, tmp_path):
+    (tmp_path / "t.yaml").write_text("functions:\n  set_fan_speed:\n    templates: ['fan please']\n")
+    with pytest.raises(ConfigError, match="does not always give level"):
+        load_templates(tmp_path, registry)
+
+
+def test_numbers_as_words():
+    assert number_words(21) == "twenty one"
+    assert number_words(108) == "one hundred eight"
+    import random
+    assert speak_number(23.5, random.Random(0), words=True) == "twenty three point five"
+    assert speak_number(-2.0, random.Random(0), words=False) == "2"
+
+
+def test_normalize_makes_typed_text_look_spoken():
+    assert normalize("Set the temp to 21.5°C, please!") == "set the temp to 21.5 degrees please"
+    assert normalize("I'm cold -- volume -2") == "im cold volume -2"
+    assert normalize("Brightness 50%") == "brightness 50 percent"
+
+
+def test_dataset_is_deterministic(registry, templates):
+    a = build_dataset(DataConfig(samples_per_template=2), registry, templates)
+    b = build_dataset(DataConfig(samples_per_template=2), registry, templates)
+    assert a == b
+
+
+def test_split_is_by_template(dataset):
+    def keys(examples):
+        return {k for e in examples for k in e.template.split("+")}
+    assert not keys(dataset.train) & keys(dataset.heldout)
+
+
+def test_mix_of_kinds(dataset):
+    for part in (dataset.train, dataset.heldout):
+        kinds = Counter(e.kind for e in part)
+        positives = len(part) - kinds["negative"]
+        assert kinds["negative"] * 3 >= positives  # at least one negative for three positives
+        assert kinds["multi"] and kinds["relative"] and kinds["out_of_range"]
+
+
+def test_out_of_range_values_are_transcribed_not_clamped(registry, dataset):
+    outside = [e for e in dataset.train if e.kind == "out_of_range"]
+    for example in outside[:50]:
+        call = example.calls[0]
+        spec = registry.get(call.function)
+        assert any(
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (v < spec.arg(k).min or v > spec.arg(k).max)
+            for k, v in call.args.items()
+        ), example
