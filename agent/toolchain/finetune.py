@@ -1,0 +1,106 @@
+"""Stage: fine-tune on (prompt ids, target ids) pairs, loss on the target tokens only.
+
+The output layer is restricted to the token ids that occur in the data: the
+262k-token output matrix is two thirds of every step otherwise, and the
+decoder only ever allows those tokens where it matters (functional tokens,
+argument names, values).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+    seed: int = 0
+    threads: int = 2
+    max_length: int = 64
+
+
+@dataclass(frozen=True)
+class FinetuneStats:
+    steps: int
+    final_loss: float
+    tokens_per_second: float
+    seconds: float
+
+
+def init_functional_rows(model, token_ids: list[int], descriptions: list[list[int]]) -> None:
+    """Start each functional token's embedding at the mean embedding of words describing it."""
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for token, words in zip(token_ids, descriptions):
+            if words:
+                emb[token] = emb[torch.tensor(words)].mean(dim=0)
+
+
+def _batch(pairs, vocab_index: dict[int, int], max_length: int, pad_id: int):
+    rows = [(p + t)[:max_length] for p, t in pairs]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ((prompt, target), row) in enumerate(zip(pairs, rows)):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        for j in range(len(prompt), len(row)):  # position j-1 predicts token j
+            labels[i, j - 1] = vocab_index[row[j]]
+    return ids, mask, labels
+
+
+def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, pad_id: int = 0, progress: bool = True):
+    """Train model in place on pairs; returns statistics."""
+    torch.set_num_threads(config.threads)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    vocab = sorted({t for p, tg in pairs for t in p + tg})
+    vocab_index = {t: i for i, t in enumerate(vocab)}
+    vocab_tensor = torch.tensor(vocab)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps)
+                                                 * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    started, tokens, loss_value = time.monotonic(), 0, float("nan")
+    bar = tqdm(range(config.steps), desc="fine-tune", disable=not progress, unit="step",
+               mininterval=0.5 if sys.stderr.isatty() else 15)
+    order: list[int] = []
+    for _ in bar:
+        if len(order) < config.batch_size:
+            order = list(range(len(pairs)))
+            rng.shuffle(order)
+        batch = [pairs[order.pop()] for _ in range(min(config.batch_size, len(pairs)))]
+        ids, mask, labels = _batch(batch, vocab_index, config.max_length, pad_id)
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = hidden @ model.get_input_embeddings().weight[vocab_tensor].T
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        tokens += int(mask.sum())
+        loss_value = float(loss.detach())
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+    model.eval()
+    seconds = time.monotonic() - started
+    return FinetuneStats(config.steps, loss_value, tokens / max(seconds, 1e-9), seconds)

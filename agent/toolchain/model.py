@@ -1,0 +1,71 @@
+"""The trainable model: the Gemma 3 base loaded from its GGUF, or a tiny random one of the same architecture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """A randomly initialised gemma3 small enough for unit tests (dims multiples of 32 for Q4_0)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    head_dim: int = 32
+    seed: int = 0
+
+
+def load_base(gguf_path: str | Path) -> Gemma3ForCausalLM:
+    """The base model in float32 (dequantized from the shipped GGUF), trainable."""
+    path = Path(gguf_path)
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    config = loaded.config
+    config.quantization_config = None  # a plain trainable model, not a GGUF-backed one
+    model = Gemma3ForCausalLM(config)
+    model.load_state_dict(loaded.state_dict())
+    return model
+
+
+def tiny_model(config: TinyConfig, vocab_size: int) -> Gemma3ForCausalLM:
+    torch.manual_seed(config.seed)
+    text_config = Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        query_pre_attn_scalar=config.head_dim,
+        sliding_window=512,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    return Gemma3ForCausalLM(text_config)
+
+
+def gguf_hparams(model: Gemma3ForCausalLM) -> dict[str, object]:
+    """The gemma3.* GGUF keys that describe this model's shape."""
+    c = model.config
+    return {
+        "gemma3.embedding_length": c.hidden_size,
+        "gemma3.feed_forward_length": c.intermediate_size,
+        "gemma3.attention.head_count": c.num_attention_heads,
+        "gemma3.attention.head_count_kv": c.num_key_value_heads,
+        "gemma3.attention.key_length": c.head_dim,
+        "gemma3.attention.value_length": c.head_dim,
+    }
+
+
+def state_arrays(model: Gemma3ForCausalLM):
+    """(name, numpy array) for every tensor to export; the output layer is tied to the embedding."""
+    for name, tensor in model.state_dict().items():
+        if name != "lm_head.weight":
+            yield name, tensor.detach().to(torch.float32).cpu().numpy()

@@ -1,0 +1,40 @@
+"""Stage: quantize a GGUF with llama.cpp's own quantizer, and write its SHA-256 manifest."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+from agent.errors import ModelError
+from agent.manifest import write_manifest
+
+FTYPES = {"f16": 1, "q8_0": 7, "q4_0": 2, "q4_k_m": 15, "iq4_nl": 25}
+GGML_TYPES = {"q8_0": 8, "q4_0": 2, "f16": 1}
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    ftype: str = "q4_0"
+    embedding_type: str = "q8_0"  # the token embedding, also the output matrix
+    threads: int = 2
+
+
+def quantize(src: str | Path, dst: str | Path, config: QuantizeConfig) -> Path:
+    if config.ftype not in FTYPES:
+        raise ModelError(f"unknown quantization {config.ftype!r} (known: {', '.join(FTYPES)})")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[config.ftype]
+    params.nthread = config.threads
+    if config.embedding_type:
+        params.token_embedding_type = GGML_TYPES[config.embedding_type]
+        params.output_tensor_type = GGML_TYPES[config.embedding_type]
+    dst = Path(dst)
+    tmp = dst.with_suffix(dst.suffix + ".partial")
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+        raise ModelError(f"llama.cpp could not quantize {src}")
+    tmp.replace(dst)
+    write_manifest(dst)
+    return dst

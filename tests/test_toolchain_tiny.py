@@ -1,0 +1,84 @@
+"""The tiny recipe end to end: fine-tune -> export -> quantize -> llama.cpp loads and decodes functional tokens."""
+
+import json
+import shutil
+
+import pytest
+from gguf import GGUFReader
+
+from agent.decoding import functional_tokens
+from agent.errors import ModelError
+from agent.inference import CommandModel
+from agent.manifest import manifest_path
+from agent.registry import Registry
+from agent.toolchain.build import build
+from agent.toolchain.recipe import load_recipe
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def tiny_build(registry, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    result = build(recipe, registry, REPO / "models" / "templates", out, progress=False)
+    return result, recipe
+
+
+def test_report_has_every_stage(tiny_build):
+    result, _ = tiny_build
+    report = json.loads(result.report.read_text())
+    assert set(report["stage_seconds"]) == {"data", "model", "finetune", "export", "quantize", "evaluate"}
+    assert report["finetune"]["final_loss"] < 1.5
+    assert report["evaluation"]["examples"] > 0
+
+
+def test_quantized_tensors_and_metadata(registry, tiny_build):
+    result, _ = tiny_build
+    reader = GGUFReader(str(result.model))
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["token_embd.weight"] == "Q8_0"
+    matrices = [k for k in types if k.startswith("blk.") and k.split(".")[2] in
+                ("attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up", "ffn_down")]
+    assert matrices and all(types[k] == "Q4_0" for k in matrices)
+    meta = json.loads(reader.fields["vehicle_agent.function_map"].contents())
+    assert meta == functional_tokens(registry)
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    assert tokens[6] == "<MB_0>" and tokens[6 + len(registry)] == f"<MB_{len(registry)}>"
+
+
+def test_llama_cpp_decodes_learned_functional_tokens(registry, tiny_build):
+    result, recipe = tiny_build
+    model = CommandModel(result.model, registry)
+    assert model.codec.mb_ids["<MB_1>"] == 7  # the renamed <unused1> is one control token
+    from agent.templates import load_templates
+    from agent.toolchain.data import build_dataset
+
+    train = build_dataset(recipe.data, registry, load_templates(REPO / "models/templates", registry)).train
+    examples = [e for e in train[: recipe.max_train_examples] if e.calls][:16]
+    first_functions = [[c.function for c in model.decode(e.text).calls][:1] for e in examples]
+    right = sum(got == [e.calls[0].function] for got, e in zip(first_functions, examples))
+    assert right >= len(examples) // 2, f"only {right}/{len(examples)} training commands got their function"
+
+
+def test_corrupt_model_is_refused(registry, tiny_build, tmp_path):
+    result, _ = tiny_build
+    copy = tmp_path / "model.gguf"
+    shutil.copy(result.model, copy)
+    shutil.copy(manifest_path(result.model), manifest_path(copy))
+    with open(copy, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\x00garbage\x00")
+    with pytest.raises(ModelError, match="corrupt"):
+        CommandModel(copy, registry)
+    manifest_path(copy).unlink()
+    with pytest.raises(ModelError, match="no manifest"):
+        CommandModel(copy, registry)
+    with pytest.raises(ModelError, match="no model file"):
+        CommandModel(tmp_path / "missing.gguf", registry)
+
+
+def test_model_built_for_other_protos_is_refused(registry, tiny_build):
+    result, _ = tiny_build
+    other = Registry(registry.functions[:-1])
+    with pytest.raises(ModelError, match="built for other protos"):
+        CommandModel(result.model, other)
