@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= toolchain,test
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: run test install protos clean
+.PHONY: run test install model protos clean
 
-run: $(STAMP)
+run: model
 	$(PY) -m agent.demo
+
+# Builds the default model once (progress shown); later runs find it and verify it.
+model: $(STAMP)
+	$(VENV)/bin/vehicle-agent-toolchain build --recipe models/recipes/default.yaml --if-missing
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -96,6 +96,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*", metavar="key=value")
     add_flags(p, "vehicle")
     p.set_defaults(handler=cmd_call)
+
+    from agent import cli_agent
+
+    p = sub.add_parser("serve", help="run the agent daemon")
+    add_flags(p, "daemon", "model", "pinning", "vehicle")
+    p.set_defaults(handler=cli_agent.cmd_serve)
+
+    p = sub.add_parser("ask", help="send one command (to the daemon, or --local in this process)")
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true", help="print {text, calls, dispatched, reply}")
+    p.add_argument("--local", action="store_true", help="load the model in this process instead of asking the daemon")
+    p.add_argument("--session", default="cli", help="conversation id (confirmations are per session)")
+    add_flags(p, "daemon", "model", "pinning", "vehicle")
+    p.set_defaults(handler=cli_agent.cmd_ask)
+
+    p = sub.add_parser("confirm", help="answer the pending confirmation of a session")
+    p.add_argument("answer", choices=["yes", "no"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--session", default="cli")
+    add_flags(p, "daemon")
+    p.set_defaults(handler=cli_agent.cmd_confirm)
+
+    p = sub.add_parser("eval", help="score an eval file (JSON lines) against a fresh simulator")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_flags(p, "model", "pinning")
+    p.set_defaults(handler=cli_agent.cmd_eval)
+
+    p = sub.add_parser("model", help="the installed model")
+    model_sub = p.add_subparsers(dest="model_command", required=True)
+    q = model_sub.add_parser("info", help="path, hash, layers, quantization, functional tokens, build report")
+    q.add_argument("--json", action="store_true")
+    add_flags(q, "model")
+    q.set_defaults(handler=cli_agent.cmd_model_info)
     return parser
 
 

@@ -47,9 +47,51 @@ class SimSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    path: str = setting("", "the GGUF model (default: the built default model in the model cache)", flag="--model")
+    threads: int = setting(0, "llama.cpp threads when pinning is off (0: all cores)")
+    context: int = setting(256, "context length in tokens")
+
+    def __post_init__(self):
+        if self.threads < 0:
+            raise ConfigError(f"'model.threads' must be 0 or more, got {self.threads}")
+        if self.context < 64:
+            raise ConfigError(f"'model.context' must be at least 64, got {self.context}")
+
+
+@dataclass(frozen=True)
+class PinningSettings:
+    enabled: bool = setting(True, "pin inference threads to the least-loaded cores")
+    cores: int = setting(0, "cores given to inference (0: all but one, at least one)")
+    sample_interval_s: float = setting(0.2, "how often per-core load is sampled from /proc/stat")
+
+    def __post_init__(self):
+        if self.cores < 0:
+            raise ConfigError(f"'pinning.cores' must be 0 or more, got {self.cores}")
+        _positive("pinning.sample_interval_s", self.sample_interval_s)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    listen: str = setting("unix:///tmp/vehicle-agent.sock", "address of the agent API (unix:///path or tcp://host:port)", flag="--listen")
+    queue: int = setting(4, "commands that may wait behind the one being handled; more get RESOURCE_EXHAUSTED")
+    confirm_timeout_s: float = setting(10.0, "how long a confirmation waits for yes")
+    grace_s: float = setting(5.0, "on SIGTERM, how long in-flight commands may take to finish")
+
+    def __post_init__(self):
+        parse_uri(self.listen)
+        if self.queue < 0:
+            raise ConfigError(f"'daemon.queue' must be 0 or more, got {self.queue}")
+        _positive("daemon.confirm_timeout_s", self.confirm_timeout_s)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     vehicle: VehicleSettings = field(default_factory=VehicleSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    pinning: PinningSettings = field(default_factory=PinningSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
 
 def sections() -> dict[str, type]:

@@ -119,7 +119,7 @@ class CallCodec:
                                      if p and i not in special and re.fullmatch(r"[ \d.\-]+", p)], dtype=np.int64)
         self._text_mask = np.zeros(vocab, dtype=bool)
         for i, p in enumerate(self.pieces):
-            if p and i not in special and ";" not in p and "\n" not in p and "<" not in p:
+            if p and i not in special and not any(ch in p for ch in ";:\n<"):  # ':' would start an argument name
                 self._text_mask[i] = True
         self._functions_mask = np.zeros(vocab, dtype=bool)
         self._functions_mask[[self.mb_ids[n] for n, f in self.token_names.items() if f]] = True

@@ -64,3 +64,15 @@ def cli_env() -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
+
+
+@pytest.fixture(scope="session")
+def tiny_build(registry, tmp_path_factory):
+    """The tiny recipe built once per test session (about a minute): a real GGUF for llama.cpp."""
+    from agent.toolchain.build import build
+    from agent.toolchain.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("tiny")
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    result = build(recipe, registry, REPO / "models" / "templates", out, progress=False)
+    return result, recipe

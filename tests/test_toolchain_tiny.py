@@ -11,17 +11,7 @@ from agent.errors import ModelError
 from agent.inference import CommandModel
 from agent.manifest import manifest_path
 from agent.registry import Registry
-from agent.toolchain.build import build
-from agent.toolchain.recipe import load_recipe
 from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def tiny_build(registry, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
-    result = build(recipe, registry, REPO / "models" / "templates", out, progress=False)
-    return result, recipe
 
 
 def test_report_has_every_stage(tiny_build):

@@ -68,7 +68,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     init_functional_rows(model, mb_ids, descriptions)
     lap("model")
 
-    stats = finetune(model, pairs, recipe.finetune, pad_id=0, progress=progress)
+    stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
     lap("finetune")
 
     tokens = list(base.tokens)
@@ -94,7 +94,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     del model
     lap("export")
 
-    final = quantize(exported, out_dir / f"{recipe.name}.{recipe.quantize.ftype}.gguf", recipe.quantize)
+    final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
     lap("quantize")
 
     evaluation = evaluate(final, registry, list(dataset.heldout[: recipe.evaluate.max_examples]))

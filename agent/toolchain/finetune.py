@@ -31,6 +31,9 @@ class FinetuneConfig:
     seed: int = 0
     threads: int = 2
     max_length: int = 64
+    # Train the whole embedding (a random tiny model must); the pretrained base
+    # keeps it frozen and trains only the functional-token rows.
+    train_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,56 @@ def _batch(pairs, vocab_index: dict[int, int], max_length: int, pad_id: int):
     return ids, mask, labels
 
 
-def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, pad_id: int = 0, progress: bool = True):
+class FunctionalRows(torch.nn.Module):
+    """Trainable embedding rows for the functional tokens over a frozen vocabulary.
+
+    The 262k x 640 embedding (also the output layer) stays frozen: updating it
+    whole every step costs more than the rest of the model. Only the rows of
+    the functional tokens are trained, spliced into both the input embeddings
+    and the restricted output layer, and written back after training.
+    """
+
+    def __init__(self, embedding: torch.nn.Embedding, token_ids: list[int], train_all: bool = False):
+        super().__init__()
+        self.embedding = embedding
+        self.token_ids = torch.tensor(token_ids)
+        self.train_all = train_all
+        self._slot = {} if train_all else {t: i for i, t in enumerate(token_ids)}
+        self.rows = torch.nn.Parameter(embedding.weight[self.token_ids].detach().clone(), requires_grad=not train_all)
+        embedding.weight.requires_grad_(train_all)
+
+    def _splice(self, ids: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        slots = torch.tensor([self._slot.get(int(t), -1) for t in ids.reshape(-1)]).reshape(ids.shape)
+        functional = slots >= 0
+        if not functional.any():
+            return base
+        return torch.where(functional.unsqueeze(-1), self.rows[slots.clamp(min=0)], base)
+
+    def inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        scale = getattr(self.embedding, "embed_scale", 1.0)
+        return self._splice(ids, F.embedding(ids, self.embedding.weight)) * scale
+
+    def output_matrix(self, vocab: torch.Tensor) -> torch.Tensor:
+        return self._splice(vocab, self.embedding.weight[vocab])
+
+    def write_back(self) -> None:
+        if not self.train_all:
+            with torch.no_grad():
+                self.embedding.weight[self.token_ids] = self.rows.detach()
+
+
+def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, functional_ids: list[int],
+             pad_id: int = 0, progress: bool = True):
     """Train model in place on pairs; returns statistics."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
-    vocab = sorted({t for p, tg in pairs for t in p + tg})
+    vocab = sorted({t for p, tg in pairs for t in p + tg} | set(functional_ids))
     vocab_index = {t: i for i, t in enumerate(vocab)}
     vocab_tensor = torch.tensor(vocab)
+    rows = FunctionalRows(model.get_input_embeddings(), functional_ids, train_all=config.train_embeddings)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad] + ([] if config.train_embeddings else [rows.rows])
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps)
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
@@ -88,8 +131,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
             rng.shuffle(order)
         batch = [pairs[order.pop()] for _ in range(min(config.batch_size, len(pairs)))]
         ids, mask, labels = _batch(batch, vocab_index, config.max_length, pad_id)
-        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        logits = hidden @ model.get_input_embeddings().weight[vocab_tensor].T
+        hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
+        logits = hidden @ rows.output_matrix(vocab_tensor).T
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
@@ -101,6 +144,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         tokens += int(mask.sum())
         loss_value = float(loss.detach())
         bar.set_postfix(loss=f"{loss_value:.3f}")
+    rows.write_back()
+    model.get_input_embeddings().weight.requires_grad_(True)
     model.eval()
     seconds = time.monotonic() - started
     return FinetuneStats(config.steps, loss_value, tokens / max(seconds, 1e-9), seconds)

@@ -1,0 +1,153 @@
+"""The agent's commands: serve, ask, confirm, eval, model info. (cli.py wires them up.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import grpc
+
+from agent.config import config_from_args
+from agent.errors import AgentError, ModelError, VehicleUnavailable
+
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 15: "Q4_K_M", 25: "IQ4_NL"}
+
+
+def cmd_serve(args) -> int:
+    from agent.daemon import serve
+    from agent.registry import load_registry
+
+    return serve(config_from_args(args), load_registry(), announce=lambda line: print(line, flush=True))
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for call in result["calls"]:
+        print(f"  {call['function']} {json.dumps(call['args'])}")
+    print(result["reply"])
+
+
+def _remote(config, method: str, request):
+    from agent.gen.agent.v1 import agent_pb2_grpc
+    from agent.transport import parse_uri
+
+    target = parse_uri(config.daemon.listen).grpc_target
+    with grpc.insecure_channel(target) as channel:
+        try:
+            return getattr(agent_pb2_grpc.AgentStub(channel), method)(request, timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and "loading" not in (exc.details() or ""):
+                raise VehicleUnavailable(f"the agent daemon is not running at {config.daemon.listen}") from None
+            raise AgentError(f"the agent daemon refused: {exc.details()}") from None
+
+
+def _reply_json(reply) -> dict:
+    return {"text": reply.text, "calls": [{"function": c.function, "args": json.loads(c.args_json)} for c in reply.calls],
+            "dispatched": reply.dispatched, "reply": reply.reply}
+
+
+def cmd_ask(args) -> int:
+    config = config_from_args(args)
+    if args.local:
+        from agent.registry import load_registry
+        from agent.runtime import build_runtime
+
+        runtime = build_runtime(config, load_registry())
+        try:
+            result = runtime.handler.handle(args.text, args.session).to_json()
+        finally:
+            runtime.close()
+    else:
+        from agent.gen.agent.v1 import agent_pb2
+
+        result = _reply_json(_remote(config, "Command", agent_pb2.CommandRequest(text=args.text, session_id=args.session)))
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_confirm(args) -> int:
+    from agent.gen.agent.v1 import agent_pb2
+
+    config = config_from_args(args)
+    reply = _remote(config, "Confirm", agent_pb2.ConfirmRequest(session_id=args.session, yes=args.answer == "yes"))
+    _print_result(_reply_json(reply), args.json)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from agent import evaluation
+    from agent.registry import load_registry
+    from agent.runtime import build_runtime
+    from agent.sim.server import start_simulator
+    from agent.transport import parse_uri
+
+    config = config_from_args(args)
+    cases = evaluation.load_cases(args.file)
+    registry = load_registry()
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = start_simulator(registry, parse_uri(f"unix://{tmp}/vehicle.sock"))
+        config = dataclasses.replace(config, vehicle=dataclasses.replace(config.vehicle, uri=str(sim.endpoint)))
+        runtime = build_runtime(config, registry)
+        try:
+            results = evaluation.run_cases(runtime.handler, runtime.handler.vehicle, registry, cases)
+        finally:
+            runtime.close()
+            sim.stop(grace=None)
+    summary = evaluation.summary(results)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    for failure in evaluation.failures(results):
+        print(f"FAIL [{failure['kind']}] {failure['text']!r}\n  expected {failure['expect']}\n  received {failure['received']}")
+    print(f"{summary['passed']}/{summary['cases']} cases passed (accuracy {summary['accuracy']:.3f}); "
+          f"false actuations {summary['false_actuations']}, wrong actuations {summary['wrong_actuations']}; "
+          f"latency p50 {summary['latency_ms']['p50']:.0f} ms, p95 {summary['latency_ms']['p95']:.0f} ms")
+    for kind, entry in sorted(summary["by_kind"].items()):
+        print(f"  {kind:<13} {entry['passed']}/{entry['cases']}")
+    return 0
+
+
+def model_info(path: Path) -> dict:
+    import llama_cpp
+
+    from agent import manifest
+
+    sha = manifest.verify(path)
+    try:
+        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except ValueError as exc:
+        raise ModelError(f"llama.cpp cannot read {path}: {exc}") from None
+    meta = llm.metadata
+    function_map = json.loads(meta.get("vehicle_agent.function_map", "{}"))
+    recipe = json.loads(meta.get("vehicle_agent.recipe", "{}"))
+    report = path.parent / "build-report.json"
+    return {
+        "path": str(path),
+        "sha256": sha,
+        "base_model": recipe.get("base", "unknown"),
+        "block_count": int(meta.get("gemma3.block_count", 0)),
+        "base_block_count": int(meta.get("vehicle_agent.base_block_count", 0)),
+        "removed_blocks": json.loads(meta.get("vehicle_agent.removed_blocks", "[]")),
+        "quantization": FILE_TYPES.get(int(meta.get("general.file_type", -1)), meta.get("general.file_type")),
+        "functional_tokens": function_map,
+        "registry_sha256": meta.get("vehicle_agent.registry_sha256", ""),
+        "build_report": str(report) if report.is_file() else None,
+    }
+
+
+def cmd_model_info(args) -> int:
+    from agent.runtime import model_path
+
+    info = model_info(model_path(config_from_args(args)))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    for key, value in info.items():
+        if key == "functional_tokens":
+            value = f"{len(value)} ({', '.join(f'{k}={v}' for k, v in list(value.items())[:3])}, ...)"
+        print(f"{key:<18} {value}")
+    return 0

@@ -1,0 +1,163 @@
+"""`vehicle-agent serve`: the Agent API over gRPC, one command at a time, with systemd notify.
+
+grpc.health.v1 answers NOT_SERVING until the model is loaded and warm.
+Commands beyond the one being handled wait in a bounded queue; past it they
+get RESOURCE_EXHAUSTED at once. SIGTERM stops taking commands and lets the
+in-flight ones finish. Every command is logged as one JSON line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from agent.config import AgentConfig
+from agent.gen.agent.v1 import agent_pb2, agent_pb2_grpc
+from agent.handler import CommandResult, Outcome
+from agent.registry import Registry
+from agent.sdnotify import Notifier
+from agent.sim.server import _remove_stale_socket
+from agent.transport import parse_uri
+
+SERVICE = "agent.v1.Agent"
+
+
+def log_event(**fields) -> None:
+    fields = {"ts": round(time.time(), 3), **fields}
+    sys.stderr.write(json.dumps(fields, default=str) + "\n")
+    sys.stderr.flush()
+
+
+def to_proto(result: CommandResult) -> agent_pb2.CommandReply:
+    t = result.timing
+    return agent_pb2.CommandReply(
+        text=result.text,
+        calls=[agent_pb2.Call(function=f, args_json=json.dumps(a)) for f, a in result.calls],
+        dispatched=result.dispatched,
+        reply=result.reply,
+        outcome=result.outcome.value,
+        timing=agent_pb2.Timing(prefill_ms=t.prefill_ms, decode_ms=t.decode_ms, dispatch_ms=t.dispatch_ms,
+                                total_ms=t.total_ms),
+    )
+
+
+class Admission:
+    """At most 1 + queue commands in the daemon at once."""
+
+    def __init__(self, queue: int):
+        self.limit = 1 + queue
+        self.inside = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self.inside >= self.limit:
+                return False
+            self.inside += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inside -= 1
+
+
+class AgentService(agent_pb2_grpc.AgentServicer):
+    def __init__(self, admission: Admission):
+        self.runtime = None  # set once the model is loaded and warm
+        self.admission = admission
+        self._one_at_a_time = threading.Lock()
+        self.served = 0
+
+    def _run(self, context, kind: str, fn, **log_fields):
+        if self.runtime is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is still loading its model")
+        if not self.admission.enter():
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"busy: {self.admission.limit} commands already waiting")
+        try:
+            with self._one_at_a_time:
+                result = fn()
+                self.served += 1
+        finally:
+            self.admission.leave()
+        t = result.timing
+        log_event(event=kind, **log_fields, decoded=[{"function": f, "args": a} for f, a in result.calls],
+                  outcome=result.outcome.name.lower(), dispatched=result.dispatched, reply=result.reply,
+                  latency_ms={"prefill": round(t.prefill_ms, 2), "decode": round(t.decode_ms, 2),
+                              "dispatch": round(t.dispatch_ms, 2), "total": round(t.total_ms, 2)})
+        return to_proto(result)
+
+    def Command(self, request, context):
+        if not request.text.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty command")
+        return self._run(context, "command", lambda: self.runtime.handler.handle(request.text, request.session_id),
+                         text=request.text, session=request.session_id)
+
+    def Confirm(self, request, context):
+        return self._run(context, "confirm", lambda: self.runtime.handler.confirm(request.session_id, request.yes),
+                         session=request.session_id, yes=request.yes)
+
+    def StreamAudio(self, request_iterator, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "speech input is not available in this build yet")
+
+    def Status(self, request, context):
+        if self.runtime is None:
+            return agent_pb2.StatusReply(ready=False)
+        model = self.runtime.model
+        return agent_pb2.StatusReply(ready=True, model_path=str(model.path), model_sha256=model.sha256,
+                                     queued=max(0, self.admission.inside - 1), commands_served=self.served)
+
+
+def serve(config: AgentConfig, registry: Registry, notifier: Notifier | None = None, announce=print) -> int:
+    """Load, serve until SIGTERM/SIGINT, stop gracefully. Errors loading (ModelError...) propagate, with no READY."""
+    from agent.runtime import build_runtime
+
+    notifier = notifier or Notifier()
+    endpoint = parse_uri(config.daemon.listen)
+    health_servicer = health.HealthServicer()
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    admission = Admission(config.daemon.queue)
+    service = AgentService(admission)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=admission.limit + 4))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    agent_pb2_grpc.add_AgentServicer_to_server(service, server)
+    if endpoint.scheme == "unix":
+        _remove_stale_socket(endpoint.path)
+    port = server.add_insecure_port(endpoint.grpc_target)
+    if endpoint.scheme == "tcp":
+        endpoint = endpoint.with_port(port)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()  # health answers NOT_SERVING while the model loads
+    log_event(event="loading", listen=str(endpoint))
+    started = time.monotonic()
+    try:
+        runtime = build_runtime(config, registry)
+    except BaseException:
+        server.stop(None)
+        raise
+    service.runtime = runtime
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log_event(event="ready", listen=str(endpoint), model=str(runtime.model.path),
+              load_s=round(time.monotonic() - started, 2))
+    announce(f"vehicle agent listening on {endpoint}")
+    notifier.ready(f"serving on {endpoint}")
+    notifier.start_watchdog()
+    stop.wait()
+    notifier.stopping()
+    log_event(event="stopping")
+    health_servicer.enter_graceful_shutdown()
+    server.stop(config.daemon.grace_s).wait()
+    notifier.stop_watchdog()
+    runtime.close()
+    log_event(event="stopped", commands_served=service.served)
+    return 0
