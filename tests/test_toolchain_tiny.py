@@ -17,7 +17,10 @@ from tests.conftest import REPO
 def test_report_has_every_stage(tiny_build):
     result, _ = tiny_build
     report = json.loads(result.report.read_text())
-    assert set(report["stage_seconds"]) == {"data", "model", "finetune", "export", "quantize", "evaluate"}
+    assert set(report["stage_seconds"]) == {"data", "model", "prune", "heal", "finetune", "export", "quantize", "evaluate"}
+    assert len(report["prune"]["removed"]) == 2 and report["blocks"] == 4 and report["base_blocks"] == 6
+    assert report["heal"]["kl_after"] < report["heal"]["kl_before"]
+    assert (result.report.parent / report["prune"]["heatmap"]).is_file()
     assert report["finetune"]["final_loss"] < 1.5
     assert report["evaluation"]["examples"] > 0
 
@@ -32,6 +35,12 @@ def test_quantized_tensors_and_metadata(registry, tiny_build):
     assert matrices and all(types[k] == "Q4_0" for k in matrices)
     meta = json.loads(reader.fields["vehicle_agent.function_map"].contents())
     assert meta == functional_tokens(registry)
+    report = json.loads(result.report.read_text())
+    kept = report["prune"]["kept"]
+    base_pattern = [1, 1, 1, 1, 1, 0]  # gemma3: every sixth layer global
+    assert reader.fields["gemma3.block_count"].contents() == 4
+    assert list(reader.fields["gemma3.attention.sliding_window_pattern"].contents()) == [base_pattern[i] for i in kept]
+    assert json.loads(reader.fields["vehicle_agent.removed_blocks"].contents()) == report["prune"]["removed"]
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     assert tokens[6] == "<MB_0>" and tokens[6 + len(registry)] == f"<MB_{len(registry)}>"
 
@@ -72,3 +81,21 @@ def test_model_built_for_other_protos_is_refused(registry, tiny_build):
     other = Registry(registry.functions[:-1])
     with pytest.raises(ModelError, match="built for other protos"):
         CommandModel(result.model, other)
+
+
+def test_model_info_json(tiny_build):
+    import subprocess
+
+    from tests.conftest import cli, cli_env
+
+    result, _ = tiny_build
+    out = subprocess.run(cli("model", "info", "--json", "--model", str(result.model)), capture_output=True,
+                         text=True, env=cli_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert {"path", "sha256", "base_model", "block_count", "base_block_count", "quantization",
+            "functional_tokens", "build_report"} <= set(info)
+    assert info["block_count"] == 4 and info["base_block_count"] == 6
+    assert info["quantization"] == "Q4_0" and info["base_model"] == "tiny"
+    assert info["build_report"] == str(result.report)
+    assert len(info["functional_tokens"]) == 35

@@ -1,11 +1,21 @@
-"""The whole toolchain for one recipe: data -> tokens -> model -> fine-tune -> export -> quantize -> evaluate."""
+"""The whole toolchain for one recipe, stage by stage, each cached by the config it depends on.
+
+data -> model -> prune -> heal -> fine-tune -> export -> quantize -> evaluate.
+A stage's output is stored under `cache/` keyed by a hash of everything that
+determines it (recipe sections, registry, templates), so a rerun resumes
+where the configuration changed.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from agent.decoding import CallCodec, functional_tokens
 from agent.registry import Registry
@@ -33,25 +43,68 @@ def unused_aliases(n: int) -> dict[str, str]:
     return {f"<MB_{k}>": f"<unused{k}>" for k in range(n)}
 
 
+def templates_hash(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.yaml")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def stage_key(*parts) -> str:
+    blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Timing and progress lines for the stages of one build."""
+
+    def __init__(self, name: str, progress: bool):
+        self.name, self.progress = name, progress
+        self.seconds: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def done(self, stage: str, note: str = "") -> None:
+        now = time.monotonic()
+        self.seconds[stage] = round(now - self._clock, 2)
+        self._clock = now
+        if self.progress:
+            print(f"[{self.name}] {stage} done in {self.seconds[stage]:.1f} s{note}", flush=True)
+
+
+def _batches(sequences: list[list[int]], batch_size: int):
+    import torch
+
+    out = []
+    for i in range(0, len(sequences), batch_size):
+        chunk = sequences[i:i + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+        out.append((ids, mask))
+    return out
+
+
 def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path, progress: bool = True) -> BuildResult:
+    import copy
+
     import torch
 
     from agent.toolchain.finetune import finetune, init_functional_rows
+    from agent.toolchain.heal import heal
     from agent.toolchain.model import gguf_hparams, load_base, state_arrays, tiny_model
+    from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
-    clock = time.monotonic()
+    cache = out_dir / "cache"
+    cache.mkdir(exist_ok=True)
+    stages = Stages(recipe.name, progress)
+    report: dict = {"recipe": recipe.to_json()}
 
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        times[stage] = round(now - clock, 2)
-        clock = now
-        if progress:
-            print(f"[{recipe.name}] {stage} done in {times[stage]:.1f} s", flush=True)
-
+    # data
     base_path = base_gguf()
     tokens_map = functional_tokens(registry)
     tokenizer = LlamaTokenizer.from_file(base_path, unused_aliases(len(tokens_map)))
@@ -59,60 +112,111 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     dataset = build_dataset(recipe.data, registry, load_templates(templates_dir, registry))
     train = list(dataset.train[: recipe.max_train_examples or None])
     pairs = [([tokenizer.bos_id] + codec.prompt(e.text), codec.encode(list(e.calls))) for e in train]
-    lap("data")
+    report.update(train_examples=len(pairs), heldout_examples=len(dataset.heldout))
+    stages.done("data", f": {len(pairs)} training pairs")
 
+    # model
     base = gguf_io.read_base_metadata(base_path)
     model = tiny_model(recipe.tiny, tokenizer.vocab_size) if recipe.base == "tiny" else load_base(base_path)
+    base_blocks = model.config.num_hidden_layers
+    base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
+    stages.done("model", f": {base_blocks} blocks")
+
+    # prune and heal, cached together: their output is one state dict
+    key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.prune,
+                    recipe.heal, templates_hash(templates_dir))
+    pruned_path = cache / f"pruned-{key}.pt"
+    kept = list(range(base_blocks))
+    if recipe.prune.remove:
+        calibration = _batches([p for p, _ in pairs[: recipe.prune.calibration_examples]], recipe.prune.batch_size)
+        if pruned_path.is_file():
+            saved = torch.load(pruned_path, weights_only=False)
+            kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
+            start = saved["prune"]["removed"][0]
+            remove_layers(model, start, recipe.prune.remove)
+            model.load_state_dict(saved["state"])
+            stages.done("prune", " (cached)")
+            stages.done("heal", " (cached)")
+        else:
+            table = angular_distances(model, calibration, min(recipe.prune.max_block, base_blocks - 1))
+            start = choose_block(table, recipe.prune.remove)
+            heatmap_png(table, out_dir / "prune-heatmap.png", f"{recipe.name}: angular distance of layer blocks")
+            teacher = copy.deepcopy(model) if recipe.heal.steps else None
+            kept = remove_layers(model, start, recipe.prune.remove)
+            report["prune"] = {"removed": list(range(start, start + recipe.prune.remove)), "kept": kept,
+                               "distance": float(table[recipe.prune.remove, start]),
+                               "table": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in table],
+                               "heatmap": "prune-heatmap.png"}
+            stages.done("prune", f": removed blocks {start}..{start + recipe.prune.remove - 1}")
+            heal_texts = [p for p, _ in pairs]
+            vocab = torch.tensor(sorted({t for seq in heal_texts for t in seq}))
+            held = _batches([[tokenizer.bos_id] + codec.prompt(e.text) for e in dataset.heldout[:128]], 16)
+            if teacher is not None:
+                stats = heal(model, teacher, _batches(heal_texts, recipe.heal.batch_size), held, vocab, recipe.heal,
+                             progress=progress)
+                report["heal"] = dataclasses.asdict(stats)
+                del teacher
+            else:
+                report["heal"] = None
+            torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
+                       pruned_path)
+            stages.done("heal", f": KL to the unpruned model {report['heal']['kl_before']:.4f} -> "
+                                f"{report['heal']['kl_after']:.4f}" if report.get("heal") else "")
+
+    # fine-tune, cached as the exported float GGUF
+    key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
+    exported = cache / f"finetuned-{key}.gguf"
     mb_ids = [codec.mb_ids[name] for name in tokens_map]
-    descriptions = [tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) for fn in tokens_map.values()]
-    init_functional_rows(model, mb_ids, descriptions)
-    lap("model")
-
-    stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
-    lap("finetune")
-
-    tokens = list(base.tokens)
-    for name, token_id in zip(tokens_map, mb_ids):
-        tokens[token_id] = name
-    n_blocks = model.config.num_hidden_layers
-    pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types] \
-        if recipe.base == "tiny" else base.swa_pattern
-    exported = out_dir / f"{recipe.name}.f32.gguf"
-    with torch.no_grad():
-        gguf_io.write_gguf(
-            exported, base, state_arrays(model), block_count=n_blocks, swa_pattern=pattern,
-            tokens=tokens, scores=base.scores, token_types=base.token_types,
-            overrides=gguf_hparams(model) if recipe.base == "tiny" else None,
-            metadata={
-                gguf_io.KEY_FUNCTION_MAP: tokens_map,
-                gguf_io.KEY_REGISTRY_SHA: registry.sha256(),
-                gguf_io.KEY_BASE_BLOCKS: base.block_count if recipe.base != "tiny" else n_blocks,
-                gguf_io.KEY_REMOVED: [],
-                gguf_io.KEY_RECIPE: recipe.to_json(),
-            },
-        )
+    if exported.is_file():
+        stages.done("finetune", " (cached)")
+        stages.done("export", " (cached)")
+        report["finetune"] = json.loads((cache / f"finetuned-{key}.json").read_text())
+    else:
+        descriptions = [tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) for fn in tokens_map.values()]
+        init_functional_rows(model, mb_ids, descriptions)
+        stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
+        report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
+                              "seconds": round(stats.seconds, 1)}
+        stages.done("finetune", f": loss {stats.final_loss:.4f}")
+        tokens = list(base.tokens)
+        for name, token_id in zip(tokens_map, mb_ids):
+            tokens[token_id] = name
+        with torch.no_grad():
+            gguf_io.write_gguf(
+                exported, base, state_arrays(model), block_count=len(kept),
+                swa_pattern=[base_pattern[i] for i in kept],
+                tokens=tokens, scores=base.scores, token_types=base.token_types,
+                overrides=gguf_hparams(model) if recipe.base == "tiny" else None,
+                metadata={
+                    gguf_io.KEY_FUNCTION_MAP: tokens_map,
+                    gguf_io.KEY_REGISTRY_SHA: registry.sha256(),
+                    gguf_io.KEY_BASE_SHA: _sha256(base_path),
+                    gguf_io.KEY_BASE_BLOCKS: base_blocks,
+                    gguf_io.KEY_REMOVED: [i for i in range(base_blocks) if i not in kept],
+                    gguf_io.KEY_RECIPE: recipe.to_json(),
+                },
+            )
+        (cache / f"finetuned-{key}.json").write_text(json.dumps(report["finetune"]))
+        stages.done("export")
     del model
-    lap("export")
 
     final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
-    lap("quantize")
+    stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
 
-    evaluation = evaluate(final, registry, list(dataset.heldout[: recipe.evaluate.max_examples]))
-    lap("evaluate")
+    report["evaluation"] = evaluate(final, registry, list(dataset.heldout[: recipe.evaluate.max_examples]))
+    stages.done("evaluate", f": exact match {report['evaluation']['exact_match']:.3f}")
 
-    report = {
-        "recipe": recipe.to_json(),
-        "model": str(final),
-        "bytes": final.stat().st_size,
-        "train_examples": len(pairs),
-        "heldout_examples": len(dataset.heldout),
-        "finetune": {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1)},
-        "evaluation": evaluation,
-        "stage_seconds": times,
-    }
+    report.update(model=str(final), bytes=final.stat().st_size, blocks=len(kept), base_blocks=base_blocks,
+                  stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1))
     report_path = out_dir / "build-report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     return BuildResult(final, report_path)
+
+
+def _sha256(path: Path) -> str:
+    from agent.manifest import sha256_of
+
+    return sha256_of(path)
 
 
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:

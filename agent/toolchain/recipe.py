@@ -11,7 +11,9 @@ import yaml
 from agent.errors import ConfigError
 from agent.toolchain.data import DataConfig
 from agent.toolchain.finetune import FinetuneConfig
+from agent.toolchain.heal import HealConfig
 from agent.toolchain.model import TinyConfig
+from agent.toolchain.prune import PruneConfig
 from agent.toolchain.quantize import QuantizeConfig
 
 
@@ -27,6 +29,8 @@ class Recipe:
     max_train_examples: int = 0        # 0: all
     data: DataConfig = field(default_factory=DataConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    heal: HealConfig = field(default_factory=HealConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)

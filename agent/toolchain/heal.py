@@ -1,0 +1,90 @@
+"""Stage: heal a pruned model by distilling the unpruned one into it, on text the project ships.
+
+The student learns to match the teacher's next-token distribution (KL
+divergence over the tokens the text uses) on the command sentences and
+negatives the templates generate: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class HealConfig:
+    steps: int = 0               # 0: no healing
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    temperature: float = 1.0
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class HealStats:
+    steps: int
+    kl_before: float
+    kl_after: float
+    seconds: float
+
+
+def _logits(model, ids, mask, vocab):
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    return hidden @ model.get_input_embeddings().weight[vocab].T
+
+
+def _kl(student, teacher, ids, mask, vocab, temperature):
+    with torch.no_grad():
+        target = F.log_softmax(_logits(teacher, ids, mask, vocab) / temperature, dim=-1)
+    pred = F.log_softmax(_logits(student, ids, mask, vocab) / temperature, dim=-1)
+    per_token = (target.exp() * (target - pred)).sum(-1)
+    weights = mask.to(per_token.dtype)
+    return (per_token * weights).sum() / weights.sum()
+
+
+@torch.no_grad()
+def mean_kl(student, teacher, batches, vocab, temperature=1.0) -> float:
+    values = [float(_kl(student, teacher, ids, mask, vocab, temperature)) for ids, mask in batches]
+    return sum(values) / max(len(values), 1)
+
+
+def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, config: HealConfig,
+         progress: bool = True) -> HealStats:
+    """Train student in place towards teacher; batches are (ids, mask) pairs of plain text."""
+    torch.set_num_threads(config.threads)
+    rng = random.Random(config.seed)
+    teacher.eval()
+    student.eval()
+    before = mean_kl(student, teacher, held_out, vocab, config.temperature)
+    started = time.monotonic()
+    if config.steps:
+        emb = student.get_input_embeddings().weight
+        emb.requires_grad_(False)  # the vocabulary stays as it is; the layers heal
+        params = [p for p in student.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+        student.train()
+        bar = tqdm(range(config.steps), desc="heal", disable=not progress, unit="step",
+                   mininterval=0.5 if sys.stderr.isatty() else 15)
+        for _ in bar:
+            ids, mask = batches[rng.randrange(len(batches))]
+            loss = _kl(student, teacher, ids, mask, vocab, config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            bar.set_postfix(kl=f"{float(loss.detach()):.4f}")
+        student.eval()
+        emb.requires_grad_(True)
+    after = mean_kl(student, teacher, held_out, vocab, config.temperature)
+    return HealStats(config.steps, before, after, time.monotonic() - started)

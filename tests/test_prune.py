@@ -1,0 +1,47 @@
+"""Angular distance on a constructed model with a known answer, and layer removal."""
+
+import numpy as np
+import pytest
+import torch
+
+from agent.toolchain.model import TinyConfig, tiny_model
+from agent.toolchain.prune import angular_distances, choose_block, remove_layers
+
+
+@pytest.fixture(scope="module")
+def model_with_identity_layers():
+    torch.manual_seed(0)
+    model = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=1000)
+    with torch.no_grad():
+        for i in (2, 3):  # no attention output and no MLP output: the layer passes its input through
+            model.model.layers[i].self_attn.o_proj.weight.zero_()
+            model.model.layers[i].mlp.down_proj.weight.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def batches():
+    torch.manual_seed(1)
+    ids = torch.randint(5, 1000, (4, 16))
+    return [(ids, torch.ones_like(ids))]
+
+
+def test_identity_block_has_zero_distance_and_is_chosen(model_with_identity_layers, batches):
+    table = angular_distances(model_with_identity_layers, batches, max_block=4)
+    assert table[2, 2] == pytest.approx(0.0, abs=1e-6)
+    assert table[1, 2] == pytest.approx(0.0, abs=1e-6) and table[1, 3] == pytest.approx(0.0, abs=1e-6)
+    assert choose_block(table, 2) == 2
+    assert choose_block(table, 1) in (2, 3)
+    others = [v for l, v in enumerate(table[2]) if l != 2 and not np.isnan(v)]
+    assert min(others) > 0.05  # real layers do move the residual stream
+    assert np.isnan(table[1, 5])  # never measured through the last layer's normed output
+
+
+def test_remove_layers_keeps_attention_types(batches):
+    model = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=1000)
+    types = list(model.config.layer_types)
+    kept = remove_layers(model, 1, 2)
+    assert kept == [0, 3, 4, 5]
+    assert model.config.layer_types == [types[i] for i in kept]
+    assert model.config.layer_types[-1] == "full_attention"
+    assert model(input_ids=batches[0][0]).logits.shape == (4, 16, 1000)
