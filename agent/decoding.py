@@ -131,6 +131,15 @@ class CallCodec:
             raise DecodeError(f"fragment {text!r} has no tokens")
         return ids
 
+    def fragment_texts(self) -> list[str]:
+        """Every fixed fragment the format uses (names, enum and symbolic values, separators)."""
+        texts = [";", "\n", " true", " false", " ", "-", " -", "."] + [f" {d}" for d in range(10)] + [str(d) for d in range(10)]
+        for spec in self.registry:
+            for arg in spec.args:
+                texts.append(f" {arg.name}:")
+                texts += [f" {v}" for v in arg.values] + [f" {w}" for w in symbolic_words(arg)]
+        return texts
+
     def prompt(self, text: str) -> list[int]:
         """The model input for a (normalised) command: its tokens, then a newline fragment."""
         return list(self.tok.encode(text)) + list(self.fragment("\n"))

@@ -17,7 +17,9 @@ from tests.conftest import REPO
 def test_report_has_every_stage(tiny_build):
     result, _ = tiny_build
     report = json.loads(result.report.read_text())
-    assert set(report["stage_seconds"]) == {"data", "model", "prune", "heal", "finetune", "export", "quantize", "evaluate"}
+    assert set(report["stage_seconds"]) == {"data", "vocab", "model", "prune", "heal", "finetune", "export", "quantize",
+                                            "evaluate"}
+    assert report["vocab"]["kept"] < report["vocab"]["base"] / 20  # the tokenization check ran in the build
     assert len(report["prune"]["removed"]) == 2 and report["blocks"] == 4 and report["base_blocks"] == 6
     assert report["heal"]["kl_after"] < report["heal"]["kl_before"]
     assert (result.report.parent / report["prune"]["heatmap"]).is_file()

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.decoding import CallCodec, functional_tokens
+from agent.decoding import CallCodec, format_value, functional_tokens
 from agent.registry import Registry
 from agent.templates import load_templates
 from agent.tokenizer import LlamaTokenizer
 from agent.toolchain import gguf_io
+from agent.errors import ModelError
 from agent.toolchain.data import build_dataset
+from agent.toolchain.vocab import kept_token_ids
 from agent.toolchain.recipe import Recipe
 
 
@@ -94,7 +96,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     from agent.toolchain.finetune import finetune, init_functional_rows
     from agent.toolchain.heal import heal
-    from agent.toolchain.model import gguf_hparams, load_base, state_arrays, tiny_model
+    from agent.toolchain.model import gguf_hparams, load_base, shrink_vocabulary, state_arrays, tiny_model
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
 
@@ -115,15 +117,39 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     report.update(train_examples=len(pairs), heldout_examples=len(dataset.heldout))
     stages.done("data", f": {len(pairs)} training pairs")
 
-    # model
+    # vocabulary: keep what the domain needs, renumber everything to the kept ids
     base = gguf_io.read_base_metadata(base_path)
-    model = tiny_model(recipe.tiny, tokenizer.vocab_size) if recipe.base == "tiny" else load_base(base_path)
+    base_mb_ids = [codec.mb_ids[name] for name in tokens_map]
+    kept_vocab = list(range(len(base.tokens)))
+    if recipe.vocab.enabled:
+        words = load_templates(templates_dir, registry).vocabulary()
+        corpus = [e.text for e in train] + [" " + w for w in sorted(words)] + codec.fragment_texts()
+        corpus += sorted({" " + format_value(registry.get(c.function).arg(k), v)  # target values, as written
+                          for e in train for c in e.calls for k, v in c.args.items()})
+        kept_vocab = kept_token_ids(base.tokens, base.scores, base.token_types, corpus, base_mb_ids, recipe.vocab)
+        new_id = {old: new for new, old in enumerate(kept_vocab)}
+        missing = {t for p, tg in pairs for t in p + tg if t not in new_id}
+        if missing:
+            raise ModelError(f"vocabulary pruning dropped {len(missing)} tokens the data uses")
+        pairs = [([new_id[t] for t in p], [new_id[t] for t in tg]) for p, tg in pairs]
+        report["vocab"] = {"kept": len(kept_vocab), "base": len(base.tokens)}
+        stages.done("vocab", f": {len(kept_vocab)} of {len(base.tokens)} tokens kept")
+    else:
+        new_id = {i: i for i in kept_vocab}
+
+    # model
+    if recipe.base == "tiny":
+        model = tiny_model(recipe.tiny, len(kept_vocab))
+    else:
+        model = load_base(base_path)
+        if recipe.vocab.enabled:
+            shrink_vocabulary(model, kept_vocab)
     base_blocks = model.config.num_hidden_layers
     base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
     stages.done("model", f": {base_blocks} blocks")
 
     # prune and heal, cached together: their output is one state dict
-    key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.prune,
+    key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.vocab, recipe.prune,
                     recipe.heal, templates_hash(templates_dir))
     pruned_path = cache / f"pruned-{key}.pt"
     kept = list(range(base_blocks))
@@ -150,7 +176,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             stages.done("prune", f": removed blocks {start}..{start + recipe.prune.remove - 1}")
             heal_texts = [p for p, _ in pairs]
             vocab = torch.tensor(sorted({t for seq in heal_texts for t in seq}))
-            held = _batches([[tokenizer.bos_id] + codec.prompt(e.text) for e in dataset.heldout[:128]], 16)
+            held = _batches([[new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id]
+                             for e in dataset.heldout[:128]], 16)
             if teacher is not None:
                 stats = heal(model, teacher, _batches(heal_texts, recipe.heal.batch_size), held, vocab, recipe.heal,
                              progress=progress)
@@ -166,26 +193,28 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     # fine-tune, cached as the exported float GGUF
     key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
     exported = cache / f"finetuned-{key}.gguf"
-    mb_ids = [codec.mb_ids[name] for name in tokens_map]
+    mb_ids = [new_id[i] for i in base_mb_ids]
     if exported.is_file():
         stages.done("finetune", " (cached)")
         stages.done("export", " (cached)")
         report["finetune"] = json.loads((cache / f"finetuned-{key}.json").read_text())
     else:
-        descriptions = [tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) for fn in tokens_map.values()]
+        descriptions = [[new_id[t] for t in tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) if t in new_id]
+                        for fn in tokens_map.values()]
         init_functional_rows(model, mb_ids, descriptions)
-        stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
+        model, stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
         report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
                               "seconds": round(stats.seconds, 1)}
         stages.done("finetune", f": loss {stats.final_loss:.4f}")
-        tokens = list(base.tokens)
+        tokens = [base.tokens[i] for i in kept_vocab]
         for name, token_id in zip(tokens_map, mb_ids):
             tokens[token_id] = name
         with torch.no_grad():
             gguf_io.write_gguf(
                 exported, base, state_arrays(model), block_count=len(kept),
                 swa_pattern=[base_pattern[i] for i in kept],
-                tokens=tokens, scores=base.scores, token_types=base.token_types,
+                tokens=tokens, scores=[base.scores[i] for i in kept_vocab],
+                token_types=[base.token_types[i] for i in kept_vocab],
                 overrides=gguf_hparams(model) if recipe.base == "tiny" else None,
                 metadata={
                     gguf_io.KEY_FUNCTION_MAP: tokens_map,
@@ -202,6 +231,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
+    if recipe.vocab.enabled:
+        check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)
 
     report["evaluation"] = evaluate(final, registry, list(dataset.heldout[: recipe.evaluate.max_examples]))
     stages.done("evaluate", f": exact match {report['evaluation']['exact_match']:.3f}")
@@ -211,6 +242,14 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     report_path = out_dir / "build-report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     return BuildResult(final, report_path)
+
+
+def check_tokenization(model: Path, texts: list[str], base_tokenizer, new_id: dict[int, int]) -> None:
+    """The pruned vocabulary must tokenize the training text exactly as the base did (renumbered)."""
+    pruned = LlamaTokenizer.from_file(model)
+    differ = [t for t in texts if pruned.encode(t) != [new_id.get(i, -1) for i in base_tokenizer.encode(t)]]
+    if differ:
+        raise ModelError(f"the pruned vocabulary tokenizes {len(differ)} training texts differently, e.g. {differ[0]!r}")
 
 
 def _sha256(path: Path) -> str:

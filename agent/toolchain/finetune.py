@@ -34,6 +34,9 @@ class FinetuneConfig:
     # Train the whole embedding (a random tiny model must); the pretrained base
     # keeps it frozen and trains only the functional-token rows.
     train_embeddings: bool = False
+    # 0: full fine-tune; otherwise LoRA of this rank on every linear layer, merged after training.
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
 
 
 @dataclass(frozen=True)
@@ -105,15 +108,37 @@ class FunctionalRows(torch.nn.Module):
                 self.embedding.weight[self.token_ids] = self.rows.detach()
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def length_bucketed(pairs, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of indices of similar length (less padding), in random order."""
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    batches = []
+    window = batch_size * 16
+    for i in range(0, len(order), window):
+        group = sorted(order[i:i + window], key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
+        batches += [group[j:j + batch_size] for j in range(0, len(group), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, functional_ids: list[int],
              pad_id: int = 0, progress: bool = True):
-    """Train model in place on pairs; returns statistics."""
+    """Train on pairs; returns the trained model (LoRA merged in) and statistics."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     vocab = sorted({t for p, tg in pairs for t in p + tg} | set(functional_ids))
     vocab_index = {t: i for i, t in enumerate(vocab)}
     vocab_tensor = torch.tensor(vocab)
+    peft_model = None
+    if config.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        peft_model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                                      target_modules=LORA_TARGETS, lora_dropout=0.0))
     rows = FunctionalRows(model.get_input_embeddings(), functional_ids, train_all=config.train_embeddings)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad] + ([] if config.train_embeddings else [rows.rows])
@@ -124,12 +149,11 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
     started, tokens, loss_value = time.monotonic(), 0, float("nan")
     bar = tqdm(range(config.steps), desc="fine-tune", disable=not progress, unit="step",
                mininterval=0.5 if sys.stderr.isatty() else 15)
-    order: list[int] = []
+    queue: list[list[int]] = []
     for _ in bar:
-        if len(order) < config.batch_size:
-            order = list(range(len(pairs)))
-            rng.shuffle(order)
-        batch = [pairs[order.pop()] for _ in range(min(config.batch_size, len(pairs)))]
+        if not queue:
+            queue = length_bucketed(pairs, config.batch_size, rng)
+        batch = [pairs[k] for k in queue.pop()]
         ids, mask, labels = _batch(batch, vocab_index, config.max_length, pad_id)
         hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
         logits = hidden @ rows.output_matrix(vocab_tensor).T
@@ -145,7 +169,9 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         loss_value = float(loss.detach())
         bar.set_postfix(loss=f"{loss_value:.3f}")
     rows.write_back()
+    if peft_model is not None:
+        model = peft_model.merge_and_unload()
     model.get_input_embeddings().weight.requires_grad_(True)
     model.eval()
     seconds = time.monotonic() - started
-    return FinetuneStats(config.steps, loss_value, tokens / max(seconds, 1e-9), seconds)
+    return model, FinetuneStats(config.steps, loss_value, tokens / max(seconds, 1e-9), seconds)

@@ -69,3 +69,17 @@ def state_arrays(model: Gemma3ForCausalLM):
     for name, tensor in model.state_dict().items():
         if name != "lm_head.weight":
             yield name, tensor.detach().to(torch.float32).cpu().numpy()
+
+
+def shrink_vocabulary(model: Gemma3ForCausalLM, kept_ids: list[int]) -> None:
+    """Keep only these embedding rows (the output layer is tied to them), in this order."""
+    old = model.get_input_embeddings()
+    rows = old.weight.detach()[torch.tensor(kept_ids)].clone()
+    new = type(old)(len(kept_ids), rows.shape[1], padding_idx=old.padding_idx,
+                    embed_scale=float(getattr(old, "scalar_embed_scale", 1.0)))
+    with torch.no_grad():
+        new.weight.copy_(rows)
+    model.model.embed_tokens = new
+    model.lm_head = torch.nn.Linear(rows.shape[1], len(kept_ids), bias=False)
+    model.lm_head.weight = new.weight
+    model.config.vocab_size = len(kept_ids)

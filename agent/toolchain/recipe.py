@@ -14,6 +14,7 @@ from agent.toolchain.finetune import FinetuneConfig
 from agent.toolchain.heal import HealConfig
 from agent.toolchain.model import TinyConfig
 from agent.toolchain.prune import PruneConfig
+from agent.toolchain.vocab import VocabConfig
 from agent.toolchain.quantize import QuantizeConfig
 
 
@@ -29,6 +30,7 @@ class Recipe:
     max_train_examples: int = 0        # 0: all
     data: DataConfig = field(default_factory=DataConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     heal: HealConfig = field(default_factory=HealConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
