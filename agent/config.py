@@ -51,8 +51,12 @@ class ModelSettings:
     path: str = setting("", "the GGUF model (default: the built default model in the model cache)", flag="--model")
     threads: int = setting(0, "llama.cpp threads when pinning is off (0: all cores)")
     context: int = setting(256, "context length in tokens")
+    min_confidence: float = setting(0.7, "below this probability of its functional token a command is treated as "
+                                         "not a vehicle command (0: off)")
 
     def __post_init__(self):
+        if not 0.0 <= self.min_confidence < 1.0:
+            raise ConfigError(f"'model.min_confidence' must be from 0 up to (not including) 1, got {self.min_confidence}")
         if self.threads < 0:
             raise ConfigError(f"'model.threads' must be 0 or more, got {self.threads}")
         if self.context < 64:

@@ -27,13 +27,16 @@ class Decoded:
     output_tokens: int
     prefill_ms: float
     decode_ms: float
+    abstained: bool = False  # a function was likelier than "not a command", but not likely enough
 
 
 class CommandModel:
     """One loaded model; not thread-safe (the daemon runs one inference at a time)."""
 
-    def __init__(self, path: str | Path, registry: Registry, threads: int = 2, n_ctx: int = 256):
+    def __init__(self, path: str | Path, registry: Registry, threads: int = 2, n_ctx: int = 256,
+                 min_confidence: float = 0.0):
         self.path = Path(path)
+        self.min_confidence = min_confidence
         self.sha256 = manifest.verify(self.path)
         try:
             self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
@@ -76,9 +79,14 @@ class CommandModel:
         prefilled = time.perf_counter()
         decoder = self.codec.decoder()
         produced = 0
+        abstained = False
         while not decoder.done and produced < MAX_OUTPUT_TOKENS:
             allowed = np.flatnonzero(decoder.allowed())
-            token = int(allowed[np.argmax(self._logits()[allowed])])
+            logits = self._logits()[allowed]
+            token = int(allowed[np.argmax(logits)])
+            if produced == 0 and token != self.codec.none_id and self.min_confidence > 0:
+                if _top_probability(logits) < self.min_confidence:  # unsure: doing nothing is safer
+                    token, abstained = self.codec.none_id, True
             decoder.advance(token)
             produced += 1
             if not decoder.done:
@@ -86,4 +94,10 @@ class CommandModel:
         finished = time.perf_counter()
         if not decoder.done:  # never act on a cut-off call
             raise DecodeError(f"no complete answer within {MAX_OUTPUT_TOKENS} tokens for {normal!r}")
-        return Decoded(normal, decoder.calls(), produced, (prefilled - started) * 1000, (finished - prefilled) * 1000)
+        return Decoded(normal, decoder.calls(), produced, (prefilled - started) * 1000, (finished - prefilled) * 1000,
+                       abstained)
+
+
+def _top_probability(logits: np.ndarray) -> float:
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    return float(shifted.max() / shifted.sum())

@@ -33,6 +33,9 @@ def test_yaml_file_and_overrides(tmp_path):
     ("vehicle: [1, 2]\n", "section 'vehicle' must be a mapping"),
     ("- 1\n", "top level must be a mapping"),
     ("vehicle:\n  uri: [unclosed\n", "not valid YAML"),
+    ("model:\n  min_confidence: 1.5\n", "'model.min_confidence' must be from 0"),
+    ("pinning:\n  cores: -1\n", "'pinning.cores' must be 0 or more"),
+    ("daemon:\n  listen: ftp://x\n", "starts with unix:// or tcp://"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, message):
     path = tmp_path / "agent.yaml"

@@ -101,3 +101,13 @@ def test_model_info_json(tiny_build):
     assert info["quantization"] == "Q4_0" and info["base_model"] == "tiny"
     assert info["build_report"] == str(result.report)
     assert len(info["functional_tokens"]) == 35
+
+
+def test_unsure_model_abstains(registry, tiny_build):
+    result, _ = tiny_build
+    model = CommandModel(result.model, registry, min_confidence=0.9999)
+    decoded = [model.decode(text) for text in ("set the fan to three", "turn on the air conditioning", "hello there")]
+    assert any(d.abstained for d in decoded)
+    assert all(d.calls == [] for d in decoded if d.abstained)
+    model.min_confidence = 0.0
+    assert not any(model.decode(text).abstained for text in ("set the fan to three", "hello there"))

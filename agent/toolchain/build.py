@@ -259,26 +259,37 @@ def _sha256(path: Path) -> str:
 
 
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:
-    """Exact match of the decoded calls on held-out examples, and false actuations on negatives."""
+    """Held-out exact match and false actuations, decoded as the daemon decodes (its default
+    abstention threshold), and without abstaining for comparison."""
+    from agent.config import ModelSettings
     from agent.inference import CommandModel
 
+    threshold = ModelSettings().min_confidence
     model = CommandModel(model_path, registry)
-    passed = false_actuations = negatives = 0
+    passed = passed_raw = false_actuations = false_raw = negatives = 0
     tokens = decode_ms = 0.0
     for example in examples:
-        decoded = model.decode(example.text)
+        model.min_confidence = 0.0
+        raw = model.decode(example.text)
+        model.min_confidence = threshold
+        decoded = model.decode(example.text) if raw.calls else raw
         passed += decoded.calls == list(example.calls)
+        passed_raw += raw.calls == list(example.calls)
         if not example.calls:
             negatives += 1
             false_actuations += bool(decoded.calls)
-        tokens += decoded.output_tokens
-        decode_ms += decoded.decode_ms
+            false_raw += bool(raw.calls)
+        tokens += raw.output_tokens
+        decode_ms += raw.decode_ms
     n = max(len(examples), 1)
     return {
         "examples": len(examples),
+        "min_confidence": threshold,
         "exact_match": round(passed / n, 4),
         "negatives": negatives,
         "false_actuations": false_actuations,
+        "exact_match_without_abstaining": round(passed_raw / n, 4),
+        "false_actuations_without_abstaining": false_raw,
         "output_tokens_per_command": round(tokens / n, 2),
         "decode_tokens_per_second": round(tokens / max(decode_ms / 1000, 1e-9), 1),
     }
