@@ -70,6 +70,10 @@ def test_daemon_lifecycle_with_notify(tmp_path, tiny_build, unix_sim):
         assert ask.returncode == 0, ask.stderr
         reply = json.loads(ask.stdout)
         assert set(reply) == {"text", "calls", "dispatched", "reply"}
+        confirm = subprocess.run(cli("confirm", "yes", "--json", "--listen", listen, "--session", "nobody"),
+                                 capture_output=True, text=True, env=cli_env(), timeout=60)
+        assert confirm.returncode == 0, confirm.stderr
+        assert json.loads(confirm.stdout)["reply"] == "There is nothing waiting for confirmation."
         first_ping = notify.wait_for("WATCHDOG=1", timeout=5)
         assert first_ping
         time.sleep(0.8)

@@ -111,3 +111,14 @@ def test_unsure_model_abstains(registry, tiny_build):
     assert all(d.calls == [] for d in decoded if d.abstained)
     model.min_confidence = 0.0
     assert not any(model.decode(text).abstained for text in ("set the fan to three", "hello there"))
+
+
+def test_output_is_bounded(registry, tiny_build, monkeypatch):
+    import agent.inference
+    from agent.errors import DecodeError
+
+    result, _ = tiny_build
+    model = CommandModel(result.model, registry)
+    monkeypatch.setattr(agent.inference, "MAX_OUTPUT_TOKENS", 1)
+    with pytest.raises(DecodeError, match="no complete answer within 1 tokens"):
+        model.decode("set the fan to three")
