@@ -76,3 +76,18 @@ def tiny_build(registry, tmp_path_factory):
     recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
     result = build(recipe, registry, REPO / "models" / "templates", out, progress=False)
     return result, recipe
+
+
+def corrupt_copy(model: Path, directory: Path, offset: int = 4096) -> Path:
+    """A copy of model with its manifest, then a few bytes overwritten: the manifest no longer matches."""
+    import shutil
+
+    from agent.manifest import manifest_path
+
+    copy = directory / "corrupt.gguf"
+    shutil.copy(model, copy)
+    shutil.copy(manifest_path(model), manifest_path(copy))
+    with open(copy, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x00corrupt\x00")
+    return copy

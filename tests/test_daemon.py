@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agent.daemon import Admission, AgentService
 from agent.gen.agent.v1 import agent_pb2, agent_pb2_grpc
 from agent.handler import CommandResult, Outcome
-from tests.conftest import cli, cli_env
+from tests.conftest import cli, cli_env, corrupt_copy
 
 
 class NotifyListener:
@@ -91,17 +91,8 @@ def test_daemon_lifecycle_with_notify(tmp_path, tiny_build, unix_sim):
 
 
 def test_corrupt_model_never_reports_ready(tmp_path, tiny_build, unix_sim):
-    import shutil
-
-    from agent.manifest import manifest_path
-
     result, _ = tiny_build
-    bad = tmp_path / "bad.gguf"
-    shutil.copy(result.model, bad)
-    shutil.copy(manifest_path(result.model), manifest_path(bad))
-    with open(bad, "r+b") as f:
-        f.seek(1000)
-        f.write(b"corrupt")
+    bad = corrupt_copy(result.model, tmp_path, offset=1000)
     notify = NotifyListener(tmp_path / "notify")
     proc, _ = start_daemon(tmp_path, bad, str(unix_sim.endpoint), notify)
     assert proc.wait(timeout=60) == 1

@@ -1,0 +1,1 @@
+"""QA benchmarks: `python -m bench`. Results are JSON (and PNG plots) under bench/results/."""
