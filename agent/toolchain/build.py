@@ -111,7 +111,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     tokens_map = functional_tokens(registry)
     tokenizer = LlamaTokenizer.from_file(base_path, unused_aliases(len(tokens_map)))
     codec = CallCodec(registry, tokenizer)
-    dataset = build_dataset(recipe.data, registry, load_templates(templates_dir, registry))
+    templates = load_templates(templates_dir, registry)
+    dataset = build_dataset(recipe.data, registry, templates)
     train = list(dataset.train[: recipe.max_train_examples or None])
     pairs = [([tokenizer.bos_id] + codec.prompt(e.text), codec.encode(list(e.calls))) for e in train]
     report.update(train_examples=len(pairs), heldout_examples=len(dataset.heldout))
@@ -122,7 +123,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     base_mb_ids = [codec.mb_ids[name] for name in tokens_map]
     kept_vocab = list(range(len(base.tokens)))
     if recipe.vocab.enabled:
-        words = load_templates(templates_dir, registry).vocabulary()
+        words = templates.vocabulary()
         corpus = [e.text for e in train] + [" " + w for w in sorted(words)] + codec.fragment_texts()
         corpus += sorted({" " + format_value(registry.get(c.function).arg(k), v)  # target values, as written
                           for e in train for c in e.calls for k, v in c.args.items()})
