@@ -114,7 +114,7 @@ def cmd_eval(args) -> int:
 def model_info(path: Path) -> dict:
     import llama_cpp
 
-    from agent import manifest
+    from agent import manifest, modelkeys
 
     sha = manifest.verify(path)
     try:
@@ -122,19 +122,19 @@ def model_info(path: Path) -> dict:
     except ValueError as exc:
         raise ModelError(f"llama.cpp cannot read {path}: {exc}") from None
     meta = llm.metadata
-    function_map = json.loads(meta.get("vehicle_agent.function_map", "{}"))
-    recipe = json.loads(meta.get("vehicle_agent.recipe", "{}"))
+    function_map = json.loads(meta.get(modelkeys.FUNCTION_MAP, "{}"))
+    recipe = json.loads(meta.get(modelkeys.RECIPE, "{}"))
     report = path.parent / "build-report.json"
     return {
         "path": str(path),
         "sha256": sha,
         "base_model": recipe.get("base", "unknown"),
         "block_count": int(meta.get("gemma3.block_count", 0)),
-        "base_block_count": int(meta.get("vehicle_agent.base_block_count", 0)),
-        "removed_blocks": json.loads(meta.get("vehicle_agent.removed_blocks", "[]")),
+        "base_block_count": int(meta.get(modelkeys.BASE_BLOCKS, 0)),
+        "removed_blocks": json.loads(meta.get(modelkeys.REMOVED, "[]")),
         "quantization": FILE_TYPES.get(int(meta.get("general.file_type", -1)), meta.get("general.file_type")),
         "functional_tokens": function_map,
-        "registry_sha256": meta.get("vehicle_agent.registry_sha256", ""),
+        "registry_sha256": meta.get(modelkeys.REGISTRY_SHA, ""),
         "build_report": str(report) if report.is_file() else None,
     }
 

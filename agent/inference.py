@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,14 +10,13 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from agent import manifest
+from agent import manifest, modelkeys
 from agent.decoding import Call, CallCodec, functional_tokens
 from agent.errors import DecodeError, ModelError
 from agent.registry import Registry
 from agent.textnorm import normalize
 from agent.tokenizer import LlamaTokenizer
 
-KEY_FUNCTION_MAP = "vehicle_agent.function_map"
 MAX_OUTPUT_TOKENS = 64
 
 
@@ -49,11 +49,9 @@ class CommandModel:
         self.threads = threads
 
     def _check_function_map(self, registry: Registry) -> None:
-        import json
-
-        raw = self.llm.metadata.get(KEY_FUNCTION_MAP)
+        raw = self.llm.metadata.get(modelkeys.FUNCTION_MAP)
         if raw is None:
-            raise ModelError(f"{self.path} is not a vehicle-agent model (no {KEY_FUNCTION_MAP})")
+            raise ModelError(f"{self.path} is not a vehicle-agent model (no {modelkeys.FUNCTION_MAP})")
         stored = json.loads(raw)
         expected = functional_tokens(registry)
         if stored != expected:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent import modelkeys
 from agent.decoding import CallCodec, format_value, functional_tokens
 from agent.registry import Registry
 from agent.templates import load_templates
@@ -218,12 +219,12 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                 token_types=[base.token_types[i] for i in kept_vocab],
                 overrides=gguf_hparams(model) if recipe.base == "tiny" else None,
                 metadata={
-                    gguf_io.KEY_FUNCTION_MAP: tokens_map,
-                    gguf_io.KEY_REGISTRY_SHA: registry.sha256(),
-                    gguf_io.KEY_BASE_SHA: _sha256(base_path),
-                    gguf_io.KEY_BASE_BLOCKS: base_blocks,
-                    gguf_io.KEY_REMOVED: [i for i in range(base_blocks) if i not in kept],
-                    gguf_io.KEY_RECIPE: recipe.to_json(),
+                    modelkeys.FUNCTION_MAP: tokens_map,
+                    modelkeys.REGISTRY_SHA: registry.sha256(),
+                    modelkeys.BASE_SHA: _sha256(base_path),
+                    modelkeys.BASE_BLOCKS: base_blocks,
+                    modelkeys.REMOVED: [i for i in range(base_blocks) if i not in kept],
+                    modelkeys.RECIPE: recipe.to_json(),
                 },
             )
         (cache / f"finetuned-{key}.json").write_text(json.dumps(report["finetune"]))

@@ -4,7 +4,7 @@ The written file keeps the base model's tokenizer and metadata, renames the
 `<unusedN>` control tokens that serve as functional tokens to `<MB_k>`, writes
 a per-layer sliding-window pattern (so that removing blocks cannot shift the
 global-attention layers), and stores the agent's own metadata under
-`vehicle_agent.*`. Torch tensors come in as numpy arrays: no torch here.
+`vehicle_agent.*` (agent/modelkeys.py). Torch tensors come in as numpy arrays: no torch here.
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ from typing import Any, Iterable
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, MODEL_ARCH, get_tensor_name_map
 
+from agent import modelkeys
+
 ARCH = "gemma3"
 GLOBAL_ATTENTION_PERIOD = 6  # gemma3: every 6th layer attends globally
-META_PREFIX = "vehicle_agent."
-KEY_FUNCTION_MAP = META_PREFIX + "function_map"        # JSON {"<MB_k>": function or null}
-KEY_REGISTRY_SHA = META_PREFIX + "registry_sha256"
-KEY_BASE_SHA = META_PREFIX + "base_model_sha256"
-KEY_BASE_BLOCKS = META_PREFIX + "base_block_count"
-KEY_REMOVED = META_PREFIX + "removed_blocks"           # JSON list of base block indices
-KEY_RECIPE = META_PREFIX + "recipe"                    # JSON of the recipe
 _SKIP_KEYS = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count", "general.architecture", "general.file_type",
               f"{ARCH}.block_count", f"{ARCH}.attention.sliding_window_pattern", "tokenizer.ggml.tokens",
               "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}
@@ -152,9 +147,9 @@ def read_agent_metadata(path: str | Path) -> dict[str, Any]:
     reader = GGUFReader(str(path))
     out = {}
     for key, field in reader.fields.items():
-        if key.startswith(META_PREFIX):
+        if key.startswith(modelkeys.PREFIX):
             value = field.contents()
             if isinstance(value, str) and value[:1] in "[{":
                 value = json.loads(value)
-            out[key[len(META_PREFIX):]] = value
+            out[key[len(modelkeys.PREFIX):]] = value
     return out

@@ -1,0 +1,9 @@
+"""The agent's own GGUF metadata keys: written by the toolchain, read by the runtime."""
+
+PREFIX = "vehicle_agent."
+FUNCTION_MAP = PREFIX + "function_map"        # JSON {"<MB_k>": function or null}
+REGISTRY_SHA = PREFIX + "registry_sha256"
+BASE_SHA = PREFIX + "base_model_sha256"
+BASE_BLOCKS = PREFIX + "base_block_count"
+REMOVED = PREFIX + "removed_blocks"           # JSON list of base block indices
+RECIPE = PREFIX + "recipe"                    # JSON of the recipe
