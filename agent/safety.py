@@ -15,7 +15,7 @@ from typing import Any
 from agent.decoding import Call
 from agent.errors import InvalidCall, PolicyRefusal
 from agent.registry import FunctionSpec, Registry
-from agent.sim.state import entry_key, ALL
+from agent.sim.state import entry_key, selections
 from agent.templates import SYMBOLIC_VALUES, symbolic_value
 from agent.vehicle import VehicleState
 
@@ -46,10 +46,9 @@ def resolve_call(spec: FunctionSpec, call: Call) -> dict[str, Any]:
 def check_relative(registry: Registry, spec: FunctionSpec, args: dict[str, Any], state: VehicleState) -> None:
     """Refuse a relative change whose result would leave the adjusted argument's range."""
     target = registry.get(spec.adjusts)
-    selectors = [a for a in target.args if a.selector]
     for delta_arg in (a for a in spec.args if a.delta_of):
         absolute = target.arg(delta_arg.delta_of)
-        for selection in _selections(selectors, args):
+        for selection in selections(target, args):
             key = entry_key(target.name, selection)
             current = state.functions.get(key, {}).get(absolute.name)
             if current is None:
@@ -59,15 +58,6 @@ def check_relative(registry: Registry, spec: FunctionSpec, args: dict[str, Any],
                 absolute.check(round(new, 6))
             except InvalidCall as exc:
                 raise PolicyRefusal(f"{spec.name} would take {_describe(key)} to {new:g}: {exc}") from None
-
-
-def _selections(selectors, args) -> list[dict[str, str]]:
-    out = [{}]
-    for arg in selectors:
-        value = args.get(arg.name, ALL)
-        values = [v for v in arg.values if v != ALL] if value == ALL else [value]
-        out = [{**o, arg.name: v} for o in out for v in values]
-    return out
 
 
 def _describe(key: str) -> str:

@@ -28,8 +28,15 @@ class CallRecord:
     unix_time: float
 
 
-def _selector_values(arg: ArgSpec) -> list[str]:
-    return [v for v in arg.values if v != ALL]
+def selections(spec: FunctionSpec, args: dict[str, Any]) -> list[dict[str, str]]:
+    """Every combination of selector values `args` picks for `spec`; a missing or "all" selector picks
+    every other value. The simulator and the safety policy both use it, so they agree on what is affected."""
+    choices = []
+    for arg in (a for a in spec.args if a.selector):
+        value = args.get(arg.name, ALL)
+        values = [v for v in arg.values if v != ALL] if value == ALL else [value]
+        choices.append([(arg.name, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*choices)]
 
 
 def _initial(arg: ArgSpec) -> Any:
@@ -65,7 +72,7 @@ class VehicleModel:
                 if spec.relative or spec.clears:
                     continue
                 values = {a.name: _initial(a) for a in spec.args if not a.selector}
-                for selectors in self._expand(spec, {}):
+                for selectors in selections(spec, {}):
                     self.entries[entry_key(spec.name, selectors)] = dict(values)
 
     def set_speed(self, speed_kmh: float) -> None:
@@ -127,12 +134,4 @@ class VehicleModel:
 
     def _keys(self, target: FunctionSpec, args: dict[str, Any]) -> list[str]:
         """State entries of `target` selected by the selector values in args."""
-        return [entry_key(target.name, sel) for sel in self._expand(target, args)]
-
-    @staticmethod
-    def _expand(spec: FunctionSpec, args: dict[str, Any]) -> list[dict[str, str]]:
-        choices = []
-        for arg in (a for a in spec.args if a.selector):
-            value = args.get(arg.name, ALL)
-            choices.append([(arg.name, v) for v in (_selector_values(arg) if value == ALL else [value])])
-        return [dict(combo) for combo in itertools.product(*choices)]
+        return [entry_key(target.name, sel) for sel in selections(target, args)]
