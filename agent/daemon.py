@@ -23,8 +23,7 @@ from agent.gen.agent.v1 import agent_pb2, agent_pb2_grpc
 from agent.handler import CommandResult, Outcome
 from agent.registry import Registry
 from agent.sdnotify import Notifier
-from agent.sim.server import _remove_stale_socket
-from agent.transport import parse_uri
+from agent.transport import parse_uri, prepare_unix_socket
 
 SERVICE = "agent.v1.Agent"
 
@@ -129,7 +128,7 @@ def serve(config: AgentConfig, registry: Registry, notifier: Notifier | None = N
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     if endpoint.scheme == "unix":
-        _remove_stale_socket(endpoint.path)
+        prepare_unix_socket(endpoint.path)
     port = server.add_insecure_port(endpoint.grpc_target)
     if endpoint.scheme == "tcp":
         endpoint = endpoint.with_port(port)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
@@ -46,3 +49,11 @@ def parse_uri(uri: str) -> Endpoint:
             raise ConfigError(f"{uri!r}: a TCP address is tcp://host:port")
         return Endpoint("tcp", host=parts.hostname, port=port)
     raise ConfigError(f"{uri!r}: an address starts with unix:// or tcp://")
+
+
+def prepare_unix_socket(path: str) -> None:
+    """Make the socket's directory and remove a stale socket left by a previous run (never a regular file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() and stat.S_ISSOCK(os.stat(p).st_mode):
+        p.unlink()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 import threading
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import grpc
@@ -18,7 +15,7 @@ from agent.errors import InvalidCall
 from agent.gen.vehicle.v1 import options_pb2, state_pb2, state_pb2_grpc
 from agent.registry import FunctionSpec, Registry
 from agent.sim.state import CallRecord, VehicleModel
-from agent.transport import Endpoint
+from agent.transport import Endpoint, prepare_unix_socket
 
 PACKAGE = "vehicle.v1"
 
@@ -160,7 +157,7 @@ def start_simulator(registry: Registry, endpoint: Endpoint, record_path: str = "
     state_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(sim), server)
     health_pb2_grpc.add_HealthServicer_to_server(sim.health, server)
     if endpoint.scheme == "unix":
-        _remove_stale_socket(endpoint.path)
+        prepare_unix_socket(endpoint.path)
     port = server.add_insecure_port(endpoint.grpc_target)
     if endpoint.scheme == "tcp":
         if port == 0:
@@ -168,10 +165,3 @@ def start_simulator(registry: Registry, endpoint: Endpoint, record_path: str = "
         endpoint = endpoint.with_port(port)
     server.start()
     return RunningSimulator(server, endpoint, sim)
-
-
-def _remove_stale_socket(path: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.exists() and stat.S_ISSOCK(os.stat(p).st_mode):
-        p.unlink()
