@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent.config import AgentConfig
 from agent.gen.agent.v1 import agent_pb2, agent_pb2_grpc
-from agent.handler import CommandResult, Outcome
+from agent.handler import CommandResult
 from agent.registry import Registry
 from agent.sdnotify import Notifier
 from agent.transport import parse_uri, prepare_unix_socket

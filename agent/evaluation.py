@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +165,3 @@ def _percentile(values: list[float], pct: float) -> float:
 def failures(results: list[CaseResult]) -> list[dict[str, Any]]:
     return [{"text": r.case.text, "kind": r.case.kind, "expect": [list(c) for c in r.case.expect],
              "received": [list(c) for c in r.received]} for r in results if not r.passed]
-
-
-def kinds_counter(results: list[CaseResult]) -> Counter:
-    return Counter(r.case.kind for r in results)

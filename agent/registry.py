@@ -21,7 +21,6 @@ from google.protobuf.descriptor import FieldDescriptor, FileDescriptor
 from agent.errors import InvalidCall
 from agent.gen.vehicle.v1 import options_pb2
 
-ARG_TYPES = ("int", "number", "bool", "enum", "string")
 RISK_LEVELS = ("normal", "parked_only", "confirm")
 _FLOAT_TOLERANCE = 1e-6
 

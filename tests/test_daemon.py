@@ -1,7 +1,6 @@
 """The daemon: the real process over a unix socket with systemd notify, and its queue and graceful stop."""
 
 import json
-import os
 import signal
 import socket
 import subprocess

@@ -1,7 +1,6 @@
 """The checked-in generated code is exactly what protos/generate.py produces now."""
 
 import importlib.util
-import sys
 
 from tests.conftest import REPO
 

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, MODEL_ARCH, get_tensor_name_map
-
-from agent import modelkeys
+from gguf import GGUFReader, GGUFValueType, GGUFWriter, MODEL_ARCH, get_tensor_name_map
 
 ARCH = "gemma3"
 GLOBAL_ATTENTION_PERIOD = 6  # gemma3: every 6th layer attends globally
@@ -140,16 +138,3 @@ def _add_any(writer: GGUFWriter, key: str, value: Any) -> None:
         writer.add_string(key, value)
     else:
         writer.add_string(key, json.dumps(value, sort_keys=True))
-
-
-def read_agent_metadata(path: str | Path) -> dict[str, Any]:
-    """The vehicle_agent.* keys of a GGUF (JSON values decoded)."""
-    reader = GGUFReader(str(path))
-    out = {}
-    for key, field in reader.fields.items():
-        if key.startswith(modelkeys.PREFIX):
-            value = field.contents()
-            if isinstance(value, str) and value[:1] in "[{":
-                value = json.loads(value)
-            out[key[len(modelkeys.PREFIX):]] = value
-    return out

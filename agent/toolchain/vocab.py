@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 SPACE = "\u2581"  # SPM's visible space
-TYPE_NORMAL, TYPE_CONTROL, TYPE_USER_DEFINED, TYPE_BYTE = 1, 3, 4, 6
+TYPE_NORMAL, TYPE_USER_DEFINED, TYPE_BYTE = 1, 4, 6
 
 
 @dataclass(frozen=True)
