@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= toolchain,test
+EXTRAS ?= toolchain,bench,test
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: run test install model protos clean

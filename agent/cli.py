@@ -13,7 +13,7 @@ import sys
 import threading
 
 from agent.config import add_flags, config_from_args
-from agent.errors import AgentError, ConfigError, InvalidCall, VehicleRejected
+from agent.errors import AgentError, AudioError, ConfigError, InvalidCall, VehicleRejected
 
 EXIT_FAILURE = 1
 EXIT_BAD_REQUEST = 2
@@ -100,16 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     from agent import cli_agent
 
     p = sub.add_parser("serve", help="run the agent daemon")
-    add_flags(p, "daemon", "model", "pinning", "vehicle")
+    add_flags(p, "daemon", "model", "pinning", "vehicle", "voice")
     p.set_defaults(handler=cli_agent.cmd_serve)
 
-    p = sub.add_parser("ask", help="send one command (to the daemon, or --local in this process)")
-    p.add_argument("text")
+    p = sub.add_parser("ask", help="send one command, typed or spoken (to the daemon, or --local in this process)")
+    p.add_argument("text", nargs="?", help="the command (or give --audio)")
+    p.add_argument("--audio", metavar="FILE.wav", help="a spoken command: any PCM WAV file (converted to 16 kHz mono)")
     p.add_argument("--json", action="store_true", help="print {text, calls, dispatched, reply}")
     p.add_argument("--local", action="store_true", help="load the model in this process instead of asking the daemon")
     p.add_argument("--session", default="cli", help="conversation id (confirmations are per session)")
-    add_flags(p, "daemon", "model", "pinning", "vehicle")
+    add_flags(p, "daemon", "model", "pinning", "vehicle", "voice")
     p.set_defaults(handler=cli_agent.cmd_ask)
+
+    p = sub.add_parser("listen", help="speak commands into a microphone; each utterance goes to the daemon")
+    p.add_argument("--device", default="default", help="ALSA capture device (default: default)")
+    p.add_argument("--once", action="store_true", help="stop after the first utterance")
+    p.add_argument("--json", action="store_true", help="print one JSON object per utterance")
+    p.add_argument("--session", default="cli")
+    add_flags(p, "daemon", "voice")
+    p.set_defaults(handler=cli_agent.cmd_listen)
 
     p = sub.add_parser("confirm", help="answer the pending confirmation of a session")
     p.add_argument("answer", choices=["yes", "no"])
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (InvalidCall, VehicleRejected, ConfigError) as exc:
+    except (InvalidCall, VehicleRejected, ConfigError, AudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_REQUEST
     except AgentError as exc:

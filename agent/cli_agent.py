@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from agent.config import config_from_args
-from agent.errors import AgentError, ModelError, VehicleUnavailable
+from agent.errors import AgentError, ConfigError, ModelError, VehicleUnavailable
 
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 15: "Q4_K_M", 25: "IQ4_NL"}
 
@@ -46,27 +46,99 @@ def _remote(config, method: str, request):
 
 
 def _reply_json(reply) -> dict:
-    return {"text": reply.text, "calls": [{"function": c.function, "args": json.loads(c.args_json)} for c in reply.calls],
-            "dispatched": reply.dispatched, "reply": reply.reply}
+    out = {"text": reply.text, "calls": [{"function": c.function, "args": json.loads(c.args_json)} for c in reply.calls],
+           "dispatched": reply.dispatched, "reply": reply.reply}
+    if reply.timing.recognition_ms:
+        out["recognition_ms"] = round(reply.timing.recognition_ms, 2)
+    return out
 
 
 def cmd_ask(args) -> int:
+    if (args.text is None) == (args.audio is None):
+        raise ConfigError("give the command as text or as --audio FILE.wav (one of them)")
     config = config_from_args(args)
-    if args.local:
-        from agent.registry import load_registry
-        from agent.runtime import build_runtime
+    pcm = None
+    if args.audio:
+        from agent.voice.audio import read_wav
 
-        runtime = build_runtime(config, load_registry())
-        try:
-            result = runtime.handler.handle(args.text, args.session).to_json()
-        finally:
-            runtime.close()
+        pcm = read_wav(args.audio)
+    if args.local:
+        result = _ask_local(config, args.text, pcm, args.session)
+    elif pcm is not None:
+        from agent.voice.utterance import chunked
+
+        reply = _remote(config, "StreamAudio", _audio_requests(chunked(pcm), args.session))
+        result = _reply_json(reply)
     else:
         from agent.gen.agent.v1 import agent_pb2
 
         result = _reply_json(_remote(config, "Command", agent_pb2.CommandRequest(text=args.text, session_id=args.session)))
+    if args.audio and not args.json:
+        print(f"heard: {result['text']!r}")
     _print_result(result, args.json)
     return 0
+
+
+def _ask_local(config, text: str | None, pcm: bytes | None, session: str) -> dict:
+    from agent.registry import load_registry
+    from agent.runtime import build_runtime
+
+    runtime = build_runtime(config if pcm is not None else config.without_voice(), load_registry())
+    try:
+        timing = {}
+        if pcm is not None:
+            from agent.voice.utterance import chunked
+
+            transcript = runtime.speech.transcribe(chunked(pcm))
+            text = transcript.text
+            timing = {"recognition_ms": round(transcript.processing_ms, 2), "audio_s": round(transcript.audio_s, 2)}
+            if not text:
+                return {"text": "", "calls": [], "dispatched": False, "reply": "I didn't catch that.", **timing}
+        return {**runtime.handler.handle(text, session).to_json(), **timing}
+    finally:
+        runtime.close()
+
+
+def _audio_requests(chunks, session: str):
+    from agent.gen.agent.v1 import agent_pb2
+    from agent.voice import SAMPLE_RATE
+
+    for n, chunk in enumerate(chunks):
+        yield agent_pb2.AudioChunk(pcm=chunk, sample_rate_hz=SAMPLE_RATE if n == 0 else 0, session_id=session)
+
+
+def cmd_listen(args) -> int:
+    """Hands-free: each utterance (ended by silence) is streamed to the daemon as it is spoken."""
+    from agent.voice.capture import Microphone, one_utterance
+    from agent.voice.endpoint import EndpointConfig
+
+    config = config_from_args(args)
+    endpoint = EndpointConfig(trailing_silence_s=config.voice.trailing_silence_s)
+    with Microphone(args.device) as microphone:
+        chunks = microphone.chunks()
+        if not args.json:
+            print(f"listening on {args.device} (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                utterance = one_utterance(chunks, endpoint, config.voice.max_utterance_s)
+                first = next(utterance, None)
+                if first is None:
+                    return 0  # the device closed
+                reply = _remote(config, "StreamAudio", _audio_requests(_prepend(first, utterance), args.session))
+                result = _reply_json(reply)
+                if result["text"] or args.once:
+                    if not args.json:
+                        print(f"heard: {result['text']!r}")
+                    _print_result(result, args.json)
+                if args.once:
+                    return 0
+        except KeyboardInterrupt:
+            return 0
+
+
+def _prepend(first: bytes, rest):
+    yield first
+    yield from rest
 
 
 def cmd_confirm(args) -> int:
@@ -91,7 +163,7 @@ def cmd_eval(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         sim = start_simulator(registry, parse_uri(f"unix://{tmp}/vehicle.sock"))
         config = dataclasses.replace(config, vehicle=dataclasses.replace(config.vehicle, uri=str(sim.endpoint)))
-        runtime = build_runtime(config, registry)
+        runtime = build_runtime(config.without_voice(), registry)
         try:
             results = evaluation.run_cases(runtime.handler, runtime.handler.vehicle, registry, cases)
         finally:

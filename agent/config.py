@@ -90,12 +90,40 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class VoiceSettings:
+    enabled: bool = setting(True, "accept speech (the StreamAudio call, ask --audio, listen)")
+    backend: str = setting("pocketsphinx", "speech recognizer: pocketsphinx (its bundled US English model) or vosk",
+                           choices=("pocketsphinx", "vosk"))
+    model: str = setting("", "recognizer model directory (vosk: required; pocketsphinx: default its bundled en-us)")
+    domain: bool = setting(True, "constrain recognition to what the agent understands (the speech language model "
+                                 "built beside the command model)")
+    max_utterance_s: float = setting(15.0, "longest utterance; audio past it is not listened to")
+    trailing_silence_s: float = setting(0.8, "hands-free listening: this much silence after speech ends an utterance")
+    capture_device: str = setting("", "ALSA device the daemon listens on by itself, hands-free (empty: audio only "
+                                      "through the API)")
+    keep_audio_dir: str = setting("", "save every utterance as a WAV file here (empty: audio is never written)")
+
+    def __post_init__(self):
+        if self.backend not in ("pocketsphinx", "vosk"):
+            raise ConfigError(f"'voice.backend' must be pocketsphinx or vosk, got {self.backend!r}")
+        if self.backend == "vosk" and self.enabled and not self.model:
+            raise ConfigError("'voice.model' must name a vosk model directory when voice.backend is vosk")
+        _positive("voice.max_utterance_s", self.max_utterance_s)
+        _positive("voice.trailing_silence_s", self.trailing_silence_s)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     vehicle: VehicleSettings = field(default_factory=VehicleSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     pinning: PinningSettings = field(default_factory=PinningSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+
+    def without_voice(self) -> "AgentConfig":
+        """The same settings with speech input off (text-only tools need no recognizer)."""
+        return dataclasses.replace(self, voice=dataclasses.replace(self.voice, enabled=False))
 
 
 def sections() -> dict[str, type]:

@@ -31,3 +31,11 @@ class VehicleUnavailable(AgentError):
 
 class VehicleRejected(AgentError):
     """A vehicle service received the call and refused it."""
+
+
+class AudioError(AgentError):
+    """Audio input that cannot be used: not a PCM WAV, truncated, empty, or the wrong sample rate."""
+
+
+class RecognizerError(AgentError):
+    """The speech recognizer or its model is missing or cannot be loaded."""

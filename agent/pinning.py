@@ -90,8 +90,10 @@ def thread_ids() -> list[int]:
     return [int(t) for t in os.listdir("/proc/self/task")]
 
 
-def pin_all_threads(cores: set[int] | tuple[int, ...]) -> None:
+def pin_all_threads(cores: set[int] | tuple[int, ...], skip: frozenset[int] = frozenset()) -> None:
     for tid in thread_ids():
+        if tid in skip:
+            continue
         try:
             os.sched_setaffinity(tid, cores)
         except (ProcessLookupError, PermissionError):
@@ -109,6 +111,7 @@ class Pinner:
         self.enabled = enabled and sampler is not None
         self.idle_mask = frozenset(os.sched_getaffinity(0))
         self.last_choice: Choice | None = None
+        self._recognition_tids: set[int] = set()
 
     @contextmanager
     def pinned(self) -> Iterator[Choice | None]:
@@ -118,9 +121,32 @@ class Pinner:
         loads = self.sampler.loads()
         choice = Choice(choose_cores(set(self.idle_mask), loads, self.count), loads)
         self.last_choice = choice
-        pin_all_threads(choice.cores)
+        pin_all_threads(choice.cores, frozenset(self._recognition_tids))
         self.set_threads(len(choice.cores))
         try:
             yield choice
         finally:
-            pin_all_threads(self.idle_mask)
+            pin_all_threads(self.idle_mask, frozenset(self._recognition_tids))
+
+    def spare_cores(self) -> frozenset[int]:
+        """The cores inference would not take now (all allowed ones when it would take them all)."""
+        if not self.enabled:
+            return self.idle_mask
+        spare = self.idle_mask - set(choose_cores(set(self.idle_mask), self.sampler.loads(), self.count))
+        return frozenset(spare) or self.idle_mask
+
+    @contextmanager
+    def recognition(self) -> Iterator[frozenset[int]]:
+        """Run the calling thread (speech recognition) on the spare cores, out of inference's way;
+        inference pinning leaves it there meanwhile."""
+        tid = threading.get_native_id()
+        cores = self.spare_cores()
+        self._recognition_tids.add(tid)
+        try:
+            if self.enabled:
+                os.sched_setaffinity(tid, cores)
+            yield cores
+        finally:
+            self._recognition_tids.discard(tid)
+            if self.enabled:
+                os.sched_setaffinity(tid, self.idle_mask)

@@ -16,6 +16,7 @@ from agent.inference import CommandModel
 from agent.pinning import CoreLoadSampler, Pinner
 from agent.registry import Registry
 from agent.vehicle import VehicleClient
+from agent.voice.speech_input import SpeechInput
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Runtime:
     sampler: CoreLoadSampler | None
     dispatcher: Dispatcher
     handler: CommandHandler
+    speech: SpeechInput | None = None  # None when voice.enabled is off
 
     def decode(self, text: str):
         with self.pinner.pinned():
@@ -59,4 +61,10 @@ def build_runtime(config: AgentConfig, registry: Registry) -> Runtime:
                                      Confirmations(config.daemon.confirm_timeout_s))
     with pinner.pinned():
         model.warm_up()
+    if config.voice.enabled:
+        try:
+            runtime.speech = SpeechInput.open(config.voice, model.path, pinner)
+        except BaseException:
+            runtime.close()
+            raise
     return runtime

@@ -44,7 +44,7 @@ def run(model_path: Path, cases_path: Path, repeats: int, out_dir: Path) -> Path
                 config = AgentConfig(vehicle=VehicleSettings(uri=str(sim.endpoint)),
                                      pinning=PinningSettings(enabled=pinned))
                 config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=str(model_path)))
-                runtime = build_runtime(config, registry)
+                runtime = build_runtime(config.without_voice(), registry)
                 try:
                     if pinned:
                         result["tokens"] = measure.token_rates(runtime.model, repeats)

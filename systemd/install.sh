@@ -13,6 +13,8 @@ root=${DESTDIR:-}
 
 [ -f "$model" ] || { echo "install.sh: no model at $model" >&2; exit 2; }
 [ -f "$model.sha256.json" ] || { echo "install.sh: $model has no manifest $model.sha256.json" >&2; exit 2; }
+speech="${model%.gguf}.speech.arpa"  # the speech language model built beside it (voice.domain)
+[ -f "$speech" ] && [ -f "$speech.sha256.json" ] || { echo "install.sh: no speech language model $speech (with its manifest) beside the model" >&2; exit 2; }
 
 python3 -m venv "$root$prefix/venv"
 "$root$prefix/venv/bin/pip" install --no-index --find-links "$wheels" vehicle-agent
@@ -21,6 +23,8 @@ install -d -m 0755 "$root/etc/vehicle-agent" "$root/etc/systemd/system"
 install -d -m 0700 "$root/var/lib/private/vehicle-agent"
 install -m 0644 "$model" "$root/var/lib/private/vehicle-agent/model.gguf"
 install -m 0644 "$model.sha256.json" "$root/var/lib/private/vehicle-agent/model.gguf.sha256.json"
+install -m 0644 "$speech" "$root/var/lib/private/vehicle-agent/model.speech.arpa"
+install -m 0644 "$speech.sha256.json" "$root/var/lib/private/vehicle-agent/model.speech.arpa.sha256.json"
 ln -sfn private/vehicle-agent "$root/var/lib/vehicle-agent"
 install -m 0644 "$here/vehicle-agent.service" "$root/etc/systemd/system/"
 if [ "$with_sim" = "--with-sim" ]; then

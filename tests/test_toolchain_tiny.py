@@ -17,13 +17,27 @@ def test_report_has_every_stage(tiny_build):
     result, _ = tiny_build
     report = json.loads(result.report.read_text())
     assert set(report["stage_seconds"]) == {"data", "vocab", "model", "prune", "heal", "finetune", "export", "quantize",
-                                            "evaluate"}
+                                            "speech", "evaluate"}
     assert report["vocab"]["kept"] < report["vocab"]["base"] / 20  # the tokenization check ran in the build
     assert len(report["prune"]["removed"]) == 2 and report["blocks"] == 4 and report["base_blocks"] == 6
     assert report["heal"]["kl_after"] < report["heal"]["kl_before"]
     assert (result.report.parent / report["prune"]["heatmap"]).is_file()
     assert report["finetune"]["final_loss"] < 1.5
     assert report["evaluation"]["examples"] > 0
+    assert report["evaluation"]["exact_match"] >= report["evaluation"]["exact_match_literal"]
+
+
+def test_speech_language_model_beside_the_model(tiny_build):
+    from agent.voice.domain import verified_speech_lm, vocabulary
+
+    result, _ = tiny_build
+    lm = verified_speech_lm(result.model)
+    words = set(vocabulary(lm))
+    text = lm.read_text()
+    assert "\\3-grams:" in text
+    # recognizer-style: numbers in words, no digits or punctuation, the domain's words present
+    assert {"seat", "heating", "twenty", "temperature", "navigate"} <= words
+    assert not any(ch.isdigit() or ch in ".,?!'" for w in words for ch in w)
 
 
 def test_quantized_tensors_and_metadata(registry, tiny_build):

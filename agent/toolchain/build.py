@@ -1,6 +1,6 @@
 """The whole toolchain for one recipe, stage by stage, each cached by the config it depends on.
 
-data -> model -> prune -> heal -> fine-tune -> export -> quantize -> evaluate.
+data -> model -> prune -> heal -> fine-tune -> export -> quantize -> speech -> evaluate.
 A stage's output is stored under `cache/` keyed by a hash of everything that
 determines it (recipe sections, registry, templates), so a rerun resumes
 where the configuration changed.
@@ -33,6 +33,7 @@ from agent.toolchain.recipe import Recipe
 class BuildResult:
     model: Path
     report: Path
+    exported: Path  # the float GGUF before quantization (in the build cache)
 
 
 def base_gguf() -> Path:
@@ -100,6 +101,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     from agent.toolchain.model import gguf_hparams, load_base, shrink_vocabulary, state_arrays, tiny_model
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
+    from agent.toolchain.speech import speech_corpus, write_speech_lm
+    from agent.voice.domain import speech_lm_path, vocabulary
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "cache"
@@ -236,6 +239,12 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     if recipe.vocab.enabled:
         check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)
 
+    if recipe.speech.enabled:
+        corpus = speech_corpus(recipe.speech, recipe.data, registry, templates)
+        lm = write_speech_lm(corpus, recipe.speech, speech_lm_path(final))
+        report["speech"] = {"path": lm.name, "sentences": len(corpus), "words": len(vocabulary(lm))}
+        stages.done("speech", f": language model of {report['speech']['words']} words from {len(corpus)} sentences")
+
     report["evaluation"] = evaluate(final, registry, list(dataset.heldout[: recipe.evaluate.max_examples]))
     stages.done("evaluate", f": exact match {report['evaluation']['exact_match']:.3f}")
 
@@ -243,7 +252,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                   stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1))
     report_path = out_dir / "build-report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    return BuildResult(final, report_path)
+    return BuildResult(final, report_path, exported)
 
 
 def check_tokenization(model: Path, texts: list[str], base_tokenizer, new_id: dict[int, int]) -> None:
@@ -262,21 +271,29 @@ def _sha256(path: Path) -> str:
 
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:
     """Held-out exact match and false actuations, decoded as the daemon decodes (its default
-    abstention threshold), and without abstaining for comparison."""
+    abstention threshold), and without abstaining for comparison. A call matches when the car
+    would receive the same call (defaults filled, on/max/min concrete, as the dev eval scores);
+    `exact_match_literal` also counts a spelled-out default or "on" for the maximum as a miss."""
     from agent.config import ModelSettings
+    from agent.evaluation import as_received, score
     from agent.inference import CommandModel
 
     threshold = ModelSettings().min_confidence
     model = CommandModel(model_path, registry)
-    passed = passed_raw = false_actuations = false_raw = negatives = 0
+    passed = passed_raw = literal = false_actuations = false_raw = negatives = 0
     tokens = decode_ms = 0.0
+
+    def same(decoded) -> bool:
+        return score(registry, as_received(registry, example.calls), as_received(registry, decoded))[0]
+
     for example in examples:
         model.min_confidence = 0.0
         raw = model.decode(example.text)
         model.min_confidence = threshold
         decoded = model.decode(example.text) if raw.calls else raw
-        passed += decoded.calls == list(example.calls)
-        passed_raw += raw.calls == list(example.calls)
+        passed += same(decoded.calls)
+        passed_raw += same(raw.calls)
+        literal += decoded.calls == list(example.calls)
         if not example.calls:
             negatives += 1
             false_actuations += bool(decoded.calls)
@@ -288,6 +305,7 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         "examples": len(examples),
         "min_confidence": threshold,
         "exact_match": round(passed / n, 4),
+        "exact_match_literal": round(literal / n, 4),
         "negatives": negatives,
         "false_actuations": false_actuations,
         "exact_match_without_abstaining": round(passed_raw / n, 4),

@@ -16,6 +16,7 @@ from agent.toolchain.model import TinyConfig
 from agent.toolchain.prune import PruneConfig
 from agent.toolchain.vocab import VocabConfig
 from agent.toolchain.quantize import QuantizeConfig
+from agent.toolchain.speech import SpeechConfig
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Recipe:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
