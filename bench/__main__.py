@@ -16,12 +16,13 @@ from pathlib import Path
 
 import psutil
 
-from bench import measure
+from bench import compare, measure
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(model_path: Path, cases_path: Path, repeats: int, out_dir: Path) -> Path:
+def run(model_path: Path, cases_path: Path, repeats: int, out_dir: Path, json_tool: bool = True,
+        compare_models: list[Path] | None = None) -> Path:
     from agent.config import AgentConfig, PinningSettings, VehicleSettings
     from agent.evaluation import load_cases
     from agent.registry import load_registry
@@ -59,6 +60,13 @@ def run(model_path: Path, cases_path: Path, repeats: int, out_dir: Path) -> Path
                         "quiet_ms": {k: measure.median(r[k] for r in quiet) for k in ("p50", "p95")},
                         "with_competing_load_ms": {k: measure.median(r[k] for r in loaded) for k in ("p50", "p95")},
                     }
+                    if pinned:
+                        cases = load_cases(cases_path)
+                        result["decoders"] = compare.compare_decoders(runtime, registry, cases, REPO / "models" / "templates",
+                                                                      json_tool)
+                        models = compare_models if compare_models is not None else compare.sibling_models(model_path)
+                        result["models"] = compare.compare_models([model_path] + models, registry, runtime, cases,
+                                                                  runtime.model.threads)
                 finally:
                     runtime.close()
         finally:
@@ -82,7 +90,7 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(16, 4.5))
     labels, values = [], []
     for mode, entry in result["latency"].items():
         for condition, key in (("quiet", "quiet_ms"), ("loaded", "with_competing_load_ms")):
@@ -97,6 +105,16 @@ def plot(result: dict, path: Path) -> None:
                result["decode_vs_bandwidth"]["bandwidth_limit_tokens_per_s"]], color=["#37a", "#37a", "#999"])
     right.set_ylabel("tokens per second")
     right.set_title("throughput")
+    entries = {**{f"decoder:\n{k}": v for k, v in result.get("decoders", {}).items()},
+               **{f"model:\n{k}": v for k, v in result.get("models", {}).items()}}
+    names = list(entries)
+    third.bar(names, [entries[n]["accuracy"] for n in names], color="#37a", label="accuracy")
+    third.bar(names, [-entries[n]["false_actuations"] / max(entries[n]["cases"], 1) for n in names], color="#c33",
+              label="false actuations (share of cases, below 0)")
+    third.axhline(0, color="black", linewidth=0.8)
+    third.set_title("dev commands through the agent's pipeline")
+    third.tick_params(axis="x", rotation=60, labelsize=7)
+    third.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -111,8 +129,13 @@ def main(argv=None) -> int:
                         help="eval-format JSON lines whose texts are the benchmark's commands")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--no-json-tool", action="store_true",
+                        help="skip the JSON tool-calling baseline (the slowest part: the base model, unconstrained)")
+    parser.add_argument("--compare", type=Path, nargs="*", default=None, metavar="GGUF",
+                        help="other models to score side by side (default: the pruning sweep's builds beside the model)")
     args = parser.parse_args(argv)
-    path = run(args.model or default_model(), args.cases, max(1, args.repeats), args.out)
+    path = run(args.model or default_model(), args.cases, max(1, args.repeats), args.out, json_tool=not args.no_json_tool,
+               compare_models=args.compare)
     print(json.dumps(json.loads(path.read_text()), indent=2))
     print(f"written: {path} and {path.with_suffix('.png')}")
     return 0

@@ -346,3 +346,31 @@ def test_daemon_listens_hands_free_on_an_alsa_device(registry, tiny_build, tmp_p
         proc.terminate()
         proc.wait(timeout=30)
         sim.stop(grace=None)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to keep recognition off inference's")
+def test_recognition_runs_on_the_cores_inference_leaves(tmp_path):
+    from types import SimpleNamespace
+
+    from agent.pinning import Pinner
+
+    cores = sorted(os.sched_getaffinity(0))
+    busy, quiet = cores[0], cores[1]
+    loads = {c: (0.9 if c == busy else 0.0) for c in cores}
+    threads_set = []
+    pinner = Pinner(SimpleNamespace(loads=lambda: loads), threads_set.append, count=1)
+    with pinner.recognition() as spare:
+        assert quiet not in spare and busy in spare  # inference would take the quiet core
+        assert os.sched_getaffinity(0) == set(spare)
+        seen = {}
+
+        def infer():
+            with pinner.pinned() as choice:
+                seen["inference"] = set(choice.cores)
+
+        worker = threading.Thread(target=infer)
+        worker.start()
+        worker.join()
+        assert seen["inference"] == {quiet}
+        assert os.sched_getaffinity(0) == set(spare)  # inference pinning left the recognizer where it was
+    assert os.sched_getaffinity(0) == set(pinner.idle_mask)

@@ -24,7 +24,7 @@ from agent.toolchain.recipe import Recipe
 class SweepConfig:
     removals: tuple[int, ...] = (0, 3, 5, 7)
     unhealed: bool = True                               # also the recipe's pruning without healing
-    other_quantizations: tuple[str, ...] = ("q4_k_m", "iq4_nl")  # on the recipe's own pruning
+    other_quantizations: tuple[str, ...] = ("q4_0", "q4_k_m", "iq4_nl")  # on the recipe's own pruning, if not its own
     tolerance: float = 0.01                             # accuracy a removal may lose against the best
 
 
@@ -62,7 +62,8 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
         result = build(plan, registry, templates_dir, out_dir / plan.name, progress=progress)
         report = json.loads(result.report.read_text())
         rows.append(_row(removed, healed, "recipe", result.model, report["evaluation"], report))
-        extra = ["f16"] + (list(config.other_quantizations) if removed == recipe.prune.remove and healed else [])
+        others = [q for q in config.other_quantizations if q != recipe.quantize.ftype]
+        extra = ["f16"] + (others if removed == recipe.prune.remove and healed else [])
         for ftype in extra:
             qconfig = QuantizeConfig(ftype=ftype, embedding_type="" if ftype == "f16" else recipe.quantize.embedding_type)
             path = quantize(result.exported, out_dir / plan.name / f"{plan.name}-{ftype}.gguf", qconfig)
