@@ -61,21 +61,8 @@ else py=python3
 fi
 
 # ---- progress: one line per step with the time since the start, and the step's duration ----
-t_start=$SECONDS
-step_name=""
-step_t=0
 timings=$out/timings-build.tsv
-: > "$timings"
-step() {
-  step_name=$1
-  step_t=$SECONDS
-  echo "==> [+$((SECONDS - t_start))s] $step_name"
-}
-step_done() {
-  local took=$((SECONDS - step_t))
-  echo "    done in ${took}s${1:+ ($1)}"
-  printf '%s\t%s\t%s\n' "$step_name" "$took" "${1:-}" >> "$timings"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
 trap 'rc=$?; [ $rc -eq 0 ] || echo "build.sh: FAILED during step \"$step_name\" after $((SECONDS - t_start))s (logs: $logs)" >&2' EXIT
 
 # --------------------------------------------------------------------------------------------

@@ -55,21 +55,8 @@ want_args=${SMOKE_ARGS-'{"level": "on"}'}
 threads=${THREADS:-2}
 apt_sources=${APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 
-t_start=$SECONDS
-step_name=""
-step_t=0
 timings=$out/timings-smoke.tsv
-: > "$timings"
-step() {
-  step_name=$1
-  step_t=$SECONDS
-  echo "==> [+$((SECONDS - t_start))s] $step_name"
-}
-step_done() {
-  local took=$((SECONDS - step_t))
-  echo "    done in ${took}s${1:+ ($1)}"
-  printf '%s\t%s\t%s\n' "$step_name" "$took" "${1:-}" >> "$timings"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
 
 mounted=()
 cleanup() {
