@@ -80,6 +80,7 @@ def cmd_ask(args) -> int:
 
 
 def _ask_local(config, text: str | None, pcm: bytes | None, session: str) -> dict:
+    from agent import replies
     from agent.registry import load_registry
     from agent.runtime import build_runtime
 
@@ -93,7 +94,7 @@ def _ask_local(config, text: str | None, pcm: bytes | None, session: str) -> dic
             text = transcript.text
             timing = {"recognition_ms": round(transcript.processing_ms, 2), "audio_s": round(transcript.audio_s, 2)}
             if not text:
-                return {"text": "", "calls": [], "dispatched": False, "reply": "I didn't catch that.", **timing}
+                return {"text": "", "calls": [], "dispatched": False, "reply": replies.NOT_HEARD, **timing}
         return {**runtime.handler.handle(text, session).to_json(), **timing}
     finally:
         runtime.close()

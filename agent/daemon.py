@@ -18,6 +18,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from agent import replies
 from agent.config import AgentConfig
 from agent.errors import AudioError
 from agent.gen.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -158,7 +159,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if not transcript.text:
             log_event(event="audio", session=stream.session_id, transcript="", audio_s=round(transcript.audio_s, 2),
                       ended_by=transcript.ended_by, recognition_ms=recognition_ms)
-            return agent_pb2.CommandReply(outcome=agent_pb2.OUTCOME_NOT_A_COMMAND, reply="I didn't catch that.",
+            return agent_pb2.CommandReply(outcome=agent_pb2.OUTCOME_NOT_A_COMMAND, reply=replies.NOT_HEARD,
                                           timing=agent_pb2.Timing(recognition_ms=transcript.processing_ms,
                                                                   total_ms=transcript.final_ms))
         reply = self._run(context, "audio", lambda: self.runtime.handler.handle(transcript.text, stream.session_id),

@@ -28,7 +28,7 @@ import numpy as np
 
 from agent.errors import DecodeError
 from agent.registry import ArgSpec, FunctionSpec, Registry
-from agent.templates import SYMBOLIC_VALUES
+from agent.templates import SYMBOLIC_VALUES, is_symbolic
 
 NONE_TOKEN = "<MB_0>"
 MAX_CALLS = 4
@@ -63,7 +63,7 @@ class Call:
 
 
 def format_value(arg: ArgSpec, value: Any) -> str:
-    if isinstance(value, str) and value in SYMBOLIC_VALUES and arg.type in ("int", "number"):
+    if is_symbolic(arg, value):
         return value
     if arg.type == "bool":
         return "true" if value else "false"

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.registry import Registry
-from agent.templates import SYMBOLIC_VALUES, symbolic_value
+from agent.templates import is_symbolic, symbolic_value
 
 KINDS = ("single", "multi", "relative", "negative", "out_of_range", "unsafe")
 
@@ -114,7 +114,7 @@ def as_received(registry: Registry, calls) -> list[tuple[str, dict[str, Any]]]:
         for arg in spec.args:
             if arg.name in call.args:
                 value = call.args[arg.name]
-                if isinstance(value, str) and value in SYMBOLIC_VALUES and arg.type in ("int", "number"):
+                if is_symbolic(arg, value):
                     try:
                         value = symbolic_value(arg, value)
                     except ValueError:

@@ -119,7 +119,7 @@ class Pinner:
             yield None
             return
         loads = self.sampler.loads()
-        choice = Choice(choose_cores(set(self.idle_mask), loads, self.count), loads)
+        choice = Choice(self._inference_cores(loads), loads)
         self.last_choice = choice
         pin_all_threads(choice.cores, frozenset(self._recognition_tids))
         self.set_threads(len(choice.cores))
@@ -132,8 +132,11 @@ class Pinner:
         """The cores inference would not take now (all allowed ones when it would take them all)."""
         if not self.enabled:
             return self.idle_mask
-        spare = self.idle_mask - set(choose_cores(set(self.idle_mask), self.sampler.loads(), self.count))
+        spare = self.idle_mask - set(self._inference_cores(self.sampler.loads()))
         return frozenset(spare) or self.idle_mask
+
+    def _inference_cores(self, loads: dict[int, float]) -> tuple[int, ...]:
+        return choose_cores(set(self.idle_mask), loads, self.count)
 
     @contextmanager
     def recognition(self) -> Iterator[frozenset[int]]:

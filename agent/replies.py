@@ -30,5 +30,6 @@ def confirm_question(calls) -> str:
 
 
 NOT_A_COMMAND = "Sorry, that is not something I can do in this car."
+NOT_HEARD = "I didn't catch that."
 CANCELLED = "Cancelled; nothing was changed."
 NOTHING_PENDING = "There is nothing waiting for confirmation."

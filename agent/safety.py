@@ -16,7 +16,7 @@ from agent.decoding import Call
 from agent.errors import InvalidCall, PolicyRefusal
 from agent.registry import FunctionSpec, Registry
 from agent.sim.state import entry_key, selections
-from agent.templates import SYMBOLIC_VALUES, symbolic_value
+from agent.templates import is_symbolic, symbolic_value
 from agent.vehicle import VehicleState
 
 
@@ -34,7 +34,7 @@ def resolve_call(spec: FunctionSpec, call: Call) -> dict[str, Any]:
     args = {}
     for name, value in call.args.items():
         arg = spec.arg(name)
-        if isinstance(value, str) and value in SYMBOLIC_VALUES and arg.type in ("int", "number"):
+        if is_symbolic(arg, value):
             try:
                 value = symbolic_value(arg, value)
             except ValueError:

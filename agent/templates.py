@@ -237,11 +237,16 @@ def resolve_fixed(arg: ArgSpec, value: Any) -> Any:
         if isinstance(value, bool):
             return value
         return arg.parse(str(value))
-    if isinstance(value, str) and value in SYMBOLIC_VALUES and arg.type in ("int", "number"):
+    if is_symbolic(arg, value):
         return symbolic_value(arg, value)
     if arg.type in ("int", "number") and isinstance(value, str):
         return arg.check(arg.parse(value))
     return arg.check(value)
+
+
+def is_symbolic(arg: ArgSpec, value: Any) -> bool:
+    """on/max/min/up/down given for a numeric argument: a value the safety policy makes concrete."""
+    return isinstance(value, str) and value in SYMBOLIC_VALUES and arg.type in ("int", "number")
 
 
 def symbolic_value(arg: ArgSpec, word: str) -> float | int:

@@ -63,19 +63,18 @@ def compare_models(models: list[Path], registry, runtime, cases, threads: int, p
     for path in models:
         model = CommandModel(path, registry, threads=threads)
         model.warm_up()
-        entry = score_decoder(model.decode, registry, runtime.dispatcher, runtime.handler.vehicle, cases)
+        decodes = []
+
+        def decode(text: str, model=model):
+            decodes.append(model.decode(text))  # kept for the decode rate: no second pass over the cases
+            return decodes[-1]
+
+        entry = score_decoder(decode, registry, runtime.dispatcher, runtime.handler.vehicle, cases)
+        tokens, ms = sum(d.output_tokens for d in decodes), sum(d.decode_ms for d in decodes)
         entry.update(mib=round(path.stat().st_size / 2**20, 1), blocks=int(model.llm.metadata.get("gemma3.block_count", 0)),
-                     decode_tokens_per_s=_decode_rate(model, cases))
+                     decode_tokens_per_s=round(tokens / max(ms / 1000, 1e-9), 1))
         out[path.stem] = entry
         progress(f"compared: {path.name}")
         del model
     return out
 
-
-def _decode_rate(model, cases) -> float:
-    tokens = ms = 0.0
-    for case in cases:
-        decoded = model.decode(case.text)
-        tokens += decoded.output_tokens
-        ms += decoded.decode_ms
-    return round(tokens / max(ms / 1000, 1e-9), 1)

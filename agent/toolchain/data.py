@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.decoding import Call
 from agent.registry import ArgSpec, Registry
-from agent.templates import SYMBOLIC_VALUES, Slot, Template, TemplateSet, resolve_fixed, sample, speak_number
+from agent.templates import Slot, Template, TemplateSet, is_symbolic, resolve_fixed, sample, speak_number
 from agent.textnorm import normalize
 
 JOINERS = (" and ", " and then ", " and also ", " then ", " plus ")
@@ -141,7 +141,7 @@ def _positive(config, registry, templates, template: Template, rng: random.Rando
     text = normalize(sample(template.tree, rng, fill))
     for name, fixed in template.fixed.items():
         arg = spec.arg(name)
-        value = fixed if isinstance(fixed, str) and fixed in SYMBOLIC_VALUES and arg.type in ("int", "number") else resolve_fixed(arg, fixed)
+        value = fixed if is_symbolic(arg, fixed) else resolve_fixed(arg, fixed)
         args[name] = value
     kind = "out_of_range" if out_of_range else ("relative" if spec.relative else "single")
     return Example(text, (Call(spec.name, args),), template.key, kind)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterable, Iterator
 
 from agent.voice.endpoint import EndpointConfig
@@ -42,8 +42,6 @@ class SpeechInput:
             self._lock.release()
 
     def transcribe(self, chunks: Iterable[bytes], hands_free: bool = False) -> Transcript:
-        with self._exclusive():
-            if self.pinner is None:
-                return recognize(self.recognizer, chunks, self.limits(hands_free), self.settings.keep_audio_dir)
-            with self.pinner.recognition():
-                return recognize(self.recognizer, chunks, self.limits(hands_free), self.settings.keep_audio_dir)
+        placement = self.pinner.recognition() if self.pinner is not None else nullcontext()
+        with self._exclusive(), placement:
+            return recognize(self.recognizer, chunks, self.limits(hands_free), self.settings.keep_audio_dir)
