@@ -66,6 +66,7 @@ def test_split_is_by_template(dataset):
     def keys(examples):
         return {k for e in examples for k in e.template.split("+")}
     assert not keys(dataset.train) & keys(dataset.heldout)
+    assert not {e.text for e in dataset.train} & {e.text for e in dataset.heldout}
 
 
 def test_mix_of_kinds(dataset):

@@ -76,10 +76,12 @@ def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet
         tr, he = split_templates([t for t in templates.negatives if t.category == category], config.heldout_fraction, rng)
         neg_train += tr
         neg_held += he
-    return Dataset(
-        train=tuple(_examples(config, registry, templates, train_t, neg_train, rng)),
-        heldout=tuple(_examples(config, registry, templates, held_t, neg_held, rng)),
-    )
+    train = tuple(_examples(config, registry, templates, train_t, neg_train, rng))
+    heldout = _examples(config, registry, templates, held_t, neg_held, rng)
+    # Two templates can produce the same sentence ("take me to work"); held out,
+    # it would measure memory, not a phrasing the model never saw.
+    seen = {e.text for e in train}
+    return Dataset(train=train, heldout=tuple(e for e in heldout if e.text not in seen))
 
 
 def _examples(config, registry, templates, positive_t, negative_t, rng) -> list[Example]:
