@@ -25,6 +25,9 @@ def test_report_has_every_stage(tiny_build):
     assert report["finetune"]["final_loss"] < 1.5
     assert report["evaluation"]["examples"] > 0
     assert report["evaluation"]["exact_match"] >= report["evaluation"]["exact_match_literal"]
+    evaluation = report["evaluation"]  # every miss is listed (the tiny model misses fewer than the cap)
+    assert len(evaluation["misses"]) == round((1 - evaluation["exact_match"]) * evaluation["examples"])
+    assert all(m["text"] and m["template"] and m["expected"] != m["decoded"] for m in evaluation["misses"])
 
 
 def test_speech_language_model_beside_the_model(tiny_build):

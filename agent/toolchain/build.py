@@ -269,11 +269,15 @@ def _sha256(path: Path) -> str:
     return sha256_of(path)
 
 
+MAX_LISTED_MISSES = 200  # enough to see the patterns; the report stays readable
+
+
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:
     """Held-out exact match and false actuations, decoded as the daemon decodes (its default
     abstention threshold), and without abstaining for comparison. A call matches when the car
     would receive the same call (defaults filled, on/max/min concrete, as the dev eval scores);
-    `exact_match_literal` also counts a spelled-out default or "on" for the maximum as a miss."""
+    `exact_match_literal` also counts a spelled-out default or "on" for the maximum as a miss.
+    `misses` lists the first MAX_LISTED_MISSES misses (sentence, template, expected, decoded) to read."""
     from agent.config import ModelSettings
     from agent.evaluation import as_received, score
     from agent.inference import CommandModel
@@ -281,6 +285,7 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
     threshold = ModelSettings().min_confidence
     model = CommandModel(model_path, registry)
     passed = passed_raw = literal = false_actuations = false_raw = negatives = 0
+    misses: list[dict] = []
     tokens = decode_ms = 0.0
 
     def same(decoded) -> bool:
@@ -292,6 +297,10 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         model.min_confidence = threshold
         decoded = model.decode(example.text) if raw.calls else raw
         passed += same(decoded.calls)
+        if not same(decoded.calls) and len(misses) < MAX_LISTED_MISSES:
+            misses.append({"text": example.text, "template": example.template,
+                           "expected": [dataclasses.asdict(c) for c in example.calls],
+                           "decoded": [dataclasses.asdict(c) for c in decoded.calls]})
         passed_raw += same(raw.calls)
         literal += decoded.calls == list(example.calls)
         if not example.calls:
@@ -312,4 +321,5 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         "false_actuations_without_abstaining": false_raw,
         "output_tokens_per_command": round(tokens / n, 2),
         "decode_tokens_per_second": round(tokens / max(decode_ms / 1000, 1e-9), 1),
+        "misses": misses,
     }
