@@ -31,16 +31,8 @@ BUNDLE_NAME=vehicle-agent-aarch64
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-usage() {  # the comment block at the top of this file
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-}
-die() { echo "build.sh: error: $*" >&2; exit 1; }
-
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  -*) usage >&2; die "unknown option $1" ;;
-esac
-[ $# -le 1 ] || { usage >&2; die "at most one argument (OUT_DIR)"; }
+. "$here/cli.sh"
+check_out_dir_args "$@"
 
 out=${1:-$here/out}
 mkdir -p "$out"
