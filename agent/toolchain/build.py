@@ -296,8 +296,9 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         raw = model.decode(example.text)
         model.min_confidence = threshold
         decoded = model.decode(example.text) if raw.calls else raw
-        passed += same(decoded.calls)
-        if not same(decoded.calls) and len(misses) < MAX_LISTED_MISSES:
+        matched = same(decoded.calls)
+        passed += matched
+        if not matched and len(misses) < MAX_LISTED_MISSES:
             misses.append({"text": example.text, "template": example.template,
                            "expected": [dataclasses.asdict(c) for c in example.calls],
                            "decoded": [dataclasses.asdict(c) for c in decoded.calls]})
