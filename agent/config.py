@@ -53,10 +53,14 @@ class ModelSettings:
     context: int = setting(256, "context length in tokens")
     min_confidence: float = setting(0.7, "below this probability of its functional token a command is treated as "
                                          "not a vehicle command (0: off)")
+    min_argument_confidence: float = setting(0.7, "below this probability of any later choice (a value, a further "
+                                                  "call) the agent abstains rather than guess how (0: off)")
 
     def __post_init__(self):
-        if not 0.0 <= self.min_confidence < 1.0:
-            raise ConfigError(f"'model.min_confidence' must be from 0 up to (not including) 1, got {self.min_confidence}")
+        for name in ("min_confidence", "min_argument_confidence"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"'model.{name}' must be from 0 up to (not including) 1, got {value}")
         if self.threads < 0:
             raise ConfigError(f"'model.threads' must be 0 or more, got {self.threads}")
         if self.context < 64:

@@ -76,7 +76,10 @@ class CommandHandler:
         except DecodeError as exc:
             return CommandResult(text, [], False, f"Sorry, I did not understand that ({exc}).", Outcome.REFUSED, timing)
         timing.prefill_ms, timing.decode_ms = decoded.prefill_ms, decoded.decode_ms
-        result = self._act(decoded.text, decoded.calls, session, timing)
+        if decoded.abstained:  # the model had a guess but was unsure of it: the driver can rephrase
+            result = CommandResult(decoded.text, [], False, replies.UNSURE, Outcome.NOT_A_COMMAND, timing)
+        else:
+            result = self._act(decoded.text, decoded.calls, session, timing)
         timing.total_ms = (time.perf_counter() - started) * 1000
         return result
 

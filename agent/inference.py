@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -27,16 +28,31 @@ class Decoded:
     output_tokens: int
     prefill_ms: float
     decode_ms: float
-    abstained: bool = False  # a function was likelier than "not a command", but not likely enough
+    abstained: bool = False  # the model proposed calls but was not sure enough of them: calls is []
+    # What it would have done without abstaining (None: same as calls; empty when it stopped at an
+    # unsure first token without decoding the arguments).
+    proposed: list[Call] | None = None
+    function_confidence: float = 1.0  # probability of the first token (which function, or none)
+    argument_confidence: float = 1.0  # lowest probability of any later choice (values, further calls)
+
+
+def abstains(decoded: Decoded, min_confidence: float, min_argument_confidence: float) -> bool:
+    """The abstention rule, shared by the daemon and the toolchain's evaluation: act only when the
+    model is sure both of which function and of how (a coin-flip between "fold" and "unfold" is a
+    wrong actuation half the time)."""
+    proposed = decoded.calls if decoded.proposed is None else decoded.proposed
+    return bool(proposed) and (decoded.function_confidence < min_confidence
+                               or decoded.argument_confidence < min_argument_confidence)
 
 
 class CommandModel:
     """One loaded model; not thread-safe (the daemon runs one inference at a time)."""
 
     def __init__(self, path: str | Path, registry: Registry, threads: int = 2, n_ctx: int = 256,
-                 min_confidence: float = 0.0):
+                 min_confidence: float = 0.0, min_argument_confidence: float = 0.0):
         self.path = Path(path)
         self.min_confidence = min_confidence
+        self.min_argument_confidence = min_argument_confidence
         self.sha256 = manifest.verify(self.path)
         try:
             self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
@@ -77,23 +93,29 @@ class CommandModel:
         prefilled = time.perf_counter()
         decoder = self.codec.decoder()
         produced = 0
-        abstained = False
+        confidences: list[float] = []
         while not decoder.done and produced < MAX_OUTPUT_TOKENS:
             allowed = np.flatnonzero(decoder.allowed())
             logits = self._logits()[allowed]
             token = int(allowed[np.argmax(logits)])
-            if produced == 0 and token != self.codec.none_id and self.min_confidence > 0:
-                if _top_probability(logits) < self.min_confidence:  # unsure: doing nothing is safer
-                    token, abstained = self.codec.none_id, True
+            confidences.append(_top_probability(logits))
+            if produced == 0 and token != self.codec.none_id and confidences[0] < self.min_confidence:
+                break  # unsure which function: nothing more to learn by decoding on
             decoder.advance(token)
             produced += 1
             if not decoder.done:
                 self.llm.eval([token])
         finished = time.perf_counter()
-        if not decoder.done:  # never act on a cut-off call
+        stopped_early = produced == 0
+        if not decoder.done and not stopped_early:  # never act on a cut-off call
             raise DecodeError(f"no complete answer within {MAX_OUTPUT_TOKENS} tokens for {normal!r}")
-        return Decoded(normal, decoder.calls(), produced, (prefilled - started) * 1000, (finished - prefilled) * 1000,
-                       abstained)
+        proposed = [] if stopped_early else decoder.calls()
+        decoded = Decoded(normal, proposed, max(produced, 1), (prefilled - started) * 1000,
+                          (finished - prefilled) * 1000, proposed=proposed,
+                          function_confidence=confidences[0], argument_confidence=min(confidences[1:], default=1.0))
+        if stopped_early or abstains(decoded, self.min_confidence, self.min_argument_confidence):
+            return dataclasses.replace(decoded, calls=[], abstained=True)
+        return decoded
 
 
 def _top_probability(logits: np.ndarray) -> float:

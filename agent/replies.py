@@ -30,6 +30,7 @@ def confirm_question(calls) -> str:
 
 
 NOT_A_COMMAND = "Sorry, that is not something I can do in this car."
+UNSURE = "Sorry, I am not sure what you want me to do, so I changed nothing. Could you say it another way?"
 NOT_HEARD = "I didn't catch that."
 CANCELLED = "Cancelled; nothing was changed."
 NOTHING_PENDING = "There is nothing waiting for confirmation."

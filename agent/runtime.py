@@ -49,7 +49,8 @@ def model_path(config: AgentConfig) -> Path:
 def build_runtime(config: AgentConfig, registry: Registry) -> Runtime:
     threads = config.model.threads or os.cpu_count() or 1
     model = CommandModel(model_path(config), registry, threads=threads, n_ctx=config.model.context,
-                         min_confidence=config.model.min_confidence)
+                         min_confidence=config.model.min_confidence,
+                         min_argument_confidence=config.model.min_argument_confidence)
     sampler = None
     if config.pinning.enabled:
         sampler = CoreLoadSampler(config.pinning.sample_interval_s).start()

@@ -34,6 +34,7 @@ def test_yaml_file_and_overrides(tmp_path):
     ("- 1\n", "top level must be a mapping"),
     ("vehicle:\n  uri: [unclosed\n", "not valid YAML"),
     ("model:\n  min_confidence: 1.5\n", "'model.min_confidence' must be from 0"),
+    ("model:\n  min_argument_confidence: -0.1\n", "'model.min_argument_confidence' must be from 0"),
     ("pinning:\n  cores: -1\n", "'pinning.cores' must be 0 or more"),
     ("daemon:\n  listen: ftp://x\n", "starts with unix:// or tcp://"),
 ])

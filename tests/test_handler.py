@@ -68,6 +68,20 @@ def test_not_a_command_sends_nothing(make_handler, vehicle):
     assert received(vehicle) == []
 
 
+def test_an_unsure_model_changes_nothing_and_asks_to_rephrase(registry, sim, vehicle, clock):
+    unsure = Decoded("retract the mirrors", [], 6, 1.0, 2.0, abstained=True,
+                     proposed=[Call("set_mirrors_folded", {"folded": False})], argument_confidence=0.4)
+    dispatcher = Dispatcher(registry, settings_for(sim))
+    try:
+        handler = CommandHandler(lambda text: unsure, registry, dispatcher, vehicle, Confirmations(10.0, clock))
+        result = handler.handle("retract the mirrors")
+    finally:
+        dispatcher.close()
+    assert result.outcome == Outcome.NOT_A_COMMAND and not result.dispatched and result.calls == []
+    assert "another way" in result.reply
+    assert received(vehicle) == []
+
+
 def test_one_refused_call_sends_none(make_handler, vehicle):
     handler = make_handler({"x": [("set_fan_speed", {"level": 3}), ("set_cabin_temperature", {"celsius": 45.0})]})
     result = handler.handle("x")

@@ -28,6 +28,14 @@ def test_report_has_every_stage(tiny_build):
     evaluation = report["evaluation"]  # every miss is listed (the tiny model misses fewer than the cap)
     assert len(evaluation["misses"]) == round((1 - evaluation["exact_match"]) * evaluation["examples"])
     assert all(m["text"] and m["template"] and m["expected"] != m["decoded"] for m in evaluation["misses"])
+    assert evaluation["false_actuations"] <= evaluation["negatives"]
+    grid = {(r["min_confidence"], r["min_argument_confidence"]): r for r in evaluation["thresholds"]}
+    assert grid[0.0, 0.0]["exact_match"] == evaluation["exact_match_without_abstaining"]
+    assert grid[0.0, 0.0]["abstained_on_commands"] == 0
+    for (function, argument), row in grid.items():  # a stricter threshold never acts more
+        stricter = [grid[k] for k in grid if k[0] >= function and k[1] >= argument]
+        assert all(r["false_actuations"] <= row["false_actuations"] for r in stricter)
+        assert all(r["abstained_on_commands"] >= row["abstained_on_commands"] for r in stricter)
 
 
 def test_speech_language_model_beside_the_model(tiny_build):
@@ -129,6 +137,15 @@ def test_unsure_model_abstains(registry, tiny_build):
     assert all(d.calls == [] for d in decoded if d.abstained)
     model.min_confidence = 0.0
     assert not any(model.decode(text).abstained for text in acted)
+    # unsure how (a value, a further call): abstains too, keeping what it proposed
+    with_args = [t for t in acted if any(c.args for c in model.decode(t).calls)]
+    assert with_args, "the tiny model gives no arguments on these commands"
+    sure = {t: model.decode(t) for t in with_args}
+    model.min_argument_confidence = 0.999999
+    unsure = [model.decode(t) for t in with_args]
+    assert any(d.abstained for d in unsure)
+    assert all(d.calls == [] and d.proposed == sure[d.text].calls for d in unsure if d.abstained)
+    assert all(d.argument_confidence < 0.999999 for d in unsure if d.abstained)
 
 
 def test_output_is_bounded(registry, tiny_build, monkeypatch):
@@ -140,3 +157,17 @@ def test_output_is_bounded(registry, tiny_build, monkeypatch):
     monkeypatch.setattr(agent.inference, "MAX_OUTPUT_TOKENS", 1)
     with pytest.raises(DecodeError, match="no complete answer within 1 tokens"):
         model.decode("set the fan to three")
+
+
+def test_evaluation_counts_an_unfinished_answer_as_doing_nothing(registry, tiny_build, monkeypatch):
+    import agent.inference
+    from agent.templates import load_templates
+    from agent.toolchain.build import evaluate
+    from agent.toolchain.data import build_dataset
+
+    result, recipe = tiny_build
+    examples = build_dataset(recipe.data, registry, load_templates(REPO / "models/templates", registry)).heldout[:20]
+    monkeypatch.setattr(agent.inference, "MAX_OUTPUT_TOKENS", 1)  # no answer fits: every decode fails
+    report = evaluate(result.model, registry, examples)
+    assert report["examples"] == 20 and report["undecodable"] == 20
+    assert report["false_actuations"] == 0 and report["wrong_actuations"] == 0
