@@ -1,0 +1,37 @@
+"""The pruning sweep: its rule for the recommended removal, its variants, and a tiny sweep end to end."""
+
+import json
+
+from agent.toolchain.recipe import load_recipe
+from agent.toolchain.sweep import SweepConfig, recommend, sweep, variant
+from tests.conftest import REPO
+
+
+def row(removed, exact_match, healed=True, quantization="recipe"):
+    return {"removed": removed, "exact_match": exact_match, "healed": healed, "quantization": quantization}
+
+
+def test_recommends_the_most_removed_blocks_within_tolerance_of_the_best():
+    rows = [row(0, 0.880), row(3, 0.853), row(5, 0.851), row(5, 0.95, healed=False), row(7, 0.99, quantization="f16")]
+    assert recommend(rows, 0.01) == 0  # unhealed and F16 rows do not count
+    assert recommend(rows, 0.03) == 5
+    assert recommend([row(0, 0.88), row(3, 0.875), row(5, 0.86)], 0.01) == 3
+
+
+def test_variants_keep_the_recipe_name_for_its_own_pruning():
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    assert variant(recipe, recipe.prune.remove).name == "tiny"
+    assert variant(recipe, 0).name == "tiny-remove0" and variant(recipe, 0).prune.remove == 0
+    unhealed = variant(recipe, recipe.prune.remove, heal=False)
+    assert unhealed.name == "tiny-remove2-unhealed" and unhealed.heal.steps == 0
+
+
+def test_tiny_sweep_writes_rows_plot_and_recommendation(registry, tmp_path):
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    path = sweep(recipe, SweepConfig(removals=(2,), unhealed=False, other_quantizations=()), registry,
+                 REPO / "models" / "templates", tmp_path, progress=False)
+    summary = json.loads(path.read_text())
+    assert [(r["removed"], r["quantization"]) for r in summary["rows"]] == [(2, "recipe"), (2, "f16")]
+    assert all(r["blocks"] == 4 and r["base_blocks"] == 6 and 0 <= r["exact_match"] <= 1 for r in summary["rows"])
+    assert summary["recommended_removal"] == 2 and summary["heldout_examples"] == recipe.evaluate.max_examples
+    assert (path.parent / "sweep.png").stat().st_size > 0
