@@ -40,10 +40,10 @@ def clock():
 def make_handler(registry, sim, vehicle, clock):
     dispatchers = []
 
-    def make(script):
+    def make(script, decode=None):
         d = Dispatcher(registry, settings_for(sim))
         dispatchers.append(d)
-        return CommandHandler(ScriptedModel(script), registry, d, vehicle, Confirmations(10.0, clock))
+        return CommandHandler(decode or ScriptedModel(script), registry, d, vehicle, Confirmations(10.0, clock))
 
     yield make
     for d in dispatchers:
@@ -68,15 +68,10 @@ def test_not_a_command_sends_nothing(make_handler, vehicle):
     assert received(vehicle) == []
 
 
-def test_an_unsure_model_changes_nothing_and_asks_to_rephrase(registry, sim, vehicle, clock):
+def test_an_unsure_model_changes_nothing_and_asks_to_rephrase(make_handler, vehicle):
     unsure = Decoded("retract the mirrors", [], 6, 1.0, 2.0, abstained=True,
                      proposed=[Call("set_mirrors_folded", {"folded": False})], argument_confidence=0.4)
-    dispatcher = Dispatcher(registry, settings_for(sim))
-    try:
-        handler = CommandHandler(lambda text: unsure, registry, dispatcher, vehicle, Confirmations(10.0, clock))
-        result = handler.handle("retract the mirrors")
-    finally:
-        dispatcher.close()
+    result = make_handler({}, decode=lambda text: unsure).handle("retract the mirrors")
     assert result.outcome == Outcome.NOT_A_COMMAND and not result.dispatched and result.calls == []
     assert "another way" in result.reply
     assert received(vehicle) == []

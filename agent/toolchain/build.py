@@ -320,8 +320,9 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
                 "exact_match": round(passed / n, 4), "false_actuations": false, "wrong_actuations": wrong,
                 "abstained_on_commands": abstained}
 
+    grid = {pair: tally(*pair) for pair in THRESHOLD_GRID}
     chosen = tally(settings.min_confidence, settings.min_argument_confidence)
-    raw = tally(0.0, 0.0)
+    raw = grid[0.0, 0.0]
     misses, literal = [], 0
     for example, decoded, matched in outcomes:
         acts, right = judged(example, decoded, matched, settings.min_confidence, settings.min_argument_confidence)
@@ -344,6 +345,6 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         "wrong_actuations_without_abstaining": raw["wrong_actuations"],
         "output_tokens_per_command": round(tokens / n, 2),
         "decode_tokens_per_second": round(tokens / max(decode_ms / 1000, 1e-9), 1),
-        "thresholds": [tally(f, a) for f, a in THRESHOLD_GRID],
+        "thresholds": list(grid.values()),
         "misses": misses,
     }
