@@ -35,3 +35,27 @@ def test_tiny_sweep_writes_rows_plot_and_recommendation(registry, tmp_path):
     assert all(r["blocks"] == 4 and r["base_blocks"] == 6 and 0 <= r["exact_match"] <= 1 for r in summary["rows"])
     assert summary["recommended_removal"] == 2 and summary["heldout_examples"] == recipe.evaluate.max_examples
     assert (path.parent / "sweep.png").stat().st_size > 0
+    assert summary["complete"] is True
+
+
+def test_a_sweep_that_fails_keeps_the_rows_measured_before(registry, tmp_path, monkeypatch):
+    import pytest
+
+    from agent.errors import ModelError
+    from agent.toolchain import build as build_module
+
+    real_build = build_module.build
+
+    def build_then_fail(plan, *args, **kwargs):
+        if plan.prune.remove == 2:
+            raise ModelError("out of disk")
+        return real_build(plan, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "build", build_then_fail)
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    with pytest.raises(ModelError):
+        sweep(recipe, SweepConfig(removals=(1, 2), unhealed=False, other_quantizations=()), registry,
+              REPO / "models" / "templates", tmp_path, progress=False)
+    summary = json.loads((tmp_path / "sweep-tiny" / "sweep.json").read_text())
+    assert summary["complete"] is False and summary["recommended_removal"] is None
+    assert [(r["removed"], r["quantization"]) for r in summary["rows"]] == [(1, "recipe"), (1, "f16")]

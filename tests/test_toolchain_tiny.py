@@ -171,3 +171,40 @@ def test_evaluation_counts_an_unfinished_answer_as_doing_nothing(registry, tiny_
     report = evaluate(result.model, registry, examples)
     assert report["examples"] == 20 and report["undecodable"] == 20
     assert report["false_actuations"] == 0 and report["wrong_actuations"] == 0
+
+
+def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_path):
+    """Prune the fine-tuned model and heal it towards its unpruned self; a second pruning reuses the fine-tune."""
+    import dataclasses
+
+    from agent.templates import load_templates
+    from agent.toolchain.build import build
+    from agent.toolchain.data import build_dataset
+    from agent.toolchain.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    recipe = dataclasses.replace(recipe, prune=dataclasses.replace(recipe.prune, after_finetune=True),
+                                 heal=dataclasses.replace(recipe.heal, steps=30, learning_rate=3e-4), speech=dataclasses.replace(
+                                     recipe.speech, enabled=False))
+    cache = tmp_path / "cache"
+    result = build(recipe, registry, REPO / "models" / "templates", tmp_path / "a", progress=False, cache=cache)
+    report = json.loads(result.report.read_text())
+    assert list(report["stage_seconds"])[:7] == ["data", "vocab", "model", "finetune", "export", "prune", "heal"]
+    assert report["prune"]["after_finetune"] and report["blocks"] == 4 and len(report["prune"]["removed"]) == 2
+    assert report["heal"]["kl_after"] < report["heal"]["kl_before"], report["heal"]
+    reader = GGUFReader(str(result.model))
+    assert reader.fields["gemma3.block_count"].contents() == 4
+    assert list(reader.fields["gemma3.attention.sliding_window_pattern"].contents()) == [
+        [1, 1, 1, 1, 1, 0][i] for i in report["prune"]["kept"]]
+
+    model = CommandModel(result.model, registry)  # the pruned student still knows what the teacher learned
+    train = build_dataset(recipe.data, registry, load_templates(REPO / "models/templates", registry)).train
+    examples = [e for e in train[: recipe.max_train_examples] if e.calls][:16]
+    right = sum([c.function for c in model.decode(e.text).calls][:1] == [e.calls[0].function] for e in examples)
+    assert right >= len(examples) // 2, f"only {right}/{len(examples)} training commands got their function"
+
+    one_less = dataclasses.replace(recipe, prune=dataclasses.replace(recipe.prune, remove=1))
+    second = json.loads(build(one_less, registry, REPO / "models" / "templates", tmp_path / "b", progress=False,
+                              cache=cache).report.read_text())
+    assert second["blocks"] == 5 and second["finetune"] == report["finetune"]
+    assert len(list(cache.glob("finetuned-*.gguf"))) == 1 and len(list(cache.glob("healed-*.gguf"))) == 2

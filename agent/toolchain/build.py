@@ -1,6 +1,8 @@
 """The whole toolchain for one recipe, stage by stage, each cached by the config it depends on.
 
-data -> model -> prune -> heal -> fine-tune -> export -> quantize -> speech -> evaluate.
+data -> vocab -> model -> prune -> heal -> fine-tune -> export -> quantize -> speech -> evaluate,
+or, with `prune.after_finetune`, fine-tune -> export -> prune -> heal (the fine-tuned model distilled
+into its pruned self) -> export.
 A stage's output is stored under `cache/` keyed by a hash of everything that
 determines it (recipe sections, registry, templates), so a rerun resumes
 where the configuration changed.
@@ -91,22 +93,53 @@ def _batches(sequences: list[list[int]], batch_size: int):
     return out
 
 
-def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path, progress: bool = True) -> BuildResult:
+def _weighted(batch):
+    """(ids, mask) -> (ids, mask, weights): every real token counts once."""
+    import torch
+
+    ids, mask = batch
+    return ids, mask, mask.to(torch.float32)
+
+
+def _answer_batches(pairs: list[tuple[list[int], list[int]]], batch_size: int, answer_weight: float):
+    """(ids, mask, weights) batches of prompt + answer, of similar lengths; the positions that predict
+    the answer weigh answer_weight, the prompt's 1."""
+    import random
+
+    import torch
+
+    from agent.toolchain.finetune import length_bucketed
+
+    out = []
+    for group in length_bucketed(pairs, batch_size, random.Random(0)):
+        chosen = [pairs[k] for k in group]
+        [(ids, mask)] = _batches([p + t for p, t in chosen], len(chosen))
+        weights = mask.to(torch.float32)
+        for row, (prompt, target) in enumerate(chosen):
+            weights[row, len(prompt) - 1:len(prompt) + len(target) - 1] = answer_weight
+        out.append((ids, mask, weights))
+    return out
+
+
+def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path, progress: bool = True,
+          cache: Path | None = None) -> BuildResult:
+    """Build the recipe's model into out_dir; stage outputs are cached in `cache` (default out_dir/cache),
+    keyed by what determines them, so builds may share one cache."""
     import copy
 
     import torch
 
     from agent.toolchain.finetune import finetune, init_functional_rows
     from agent.toolchain.heal import heal
-    from agent.toolchain.model import gguf_hparams, load_base, shrink_vocabulary, state_arrays, tiny_model
+    from agent.toolchain.model import gguf_hparams, load_base, load_exported, shrink_vocabulary, state_arrays, tiny_model
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
     from agent.toolchain.speech import speech_corpus, write_speech_lm
     from agent.voice.domain import speech_lm_path, vocabulary
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = out_dir / "cache"
-    cache.mkdir(exist_ok=True)
+    cache = cache or out_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
     stages = Stages(recipe.name, progress)
     report: dict = {"recipe": recipe.to_json()}
 
@@ -153,74 +186,19 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
     stages.done("model", f": {base_blocks} blocks")
 
-    # prune and heal, cached together: their output is one state dict
-    key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.vocab, recipe.prune,
-                    recipe.heal, templates_hash(templates_dir))
-    pruned_path = cache / f"pruned-{key}.pt"
-    kept = list(range(base_blocks))
-    if recipe.prune.remove:
-        calibration = _batches([p for p, _ in pairs[: recipe.prune.calibration_examples]], recipe.prune.batch_size)
-        if pruned_path.is_file():
-            saved = torch.load(pruned_path, weights_only=False)
-            kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
-            start = saved["prune"]["removed"][0]
-            remove_layers(model, start, recipe.prune.remove)
-            model.load_state_dict(saved["state"])
-            stages.done("prune", " (cached)")
-            stages.done("heal", " (cached)")
-        else:
-            table = angular_distances(model, calibration, min(recipe.prune.max_block, base_blocks - 1))
-            start = choose_block(table, recipe.prune.remove)
-            heatmap_png(table, out_dir / "prune-heatmap.png", f"{recipe.name}: angular distance of layer blocks")
-            teacher = copy.deepcopy(model) if recipe.heal.steps else None
-            kept = remove_layers(model, start, recipe.prune.remove)
-            report["prune"] = {"removed": list(range(start, start + recipe.prune.remove)), "kept": kept,
-                               "distance": float(table[recipe.prune.remove, start]),
-                               "table": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in table],
-                               "heatmap": "prune-heatmap.png"}
-            stages.done("prune", f": removed blocks {start}..{start + recipe.prune.remove - 1}")
-            heal_texts = [p for p, _ in pairs]
-            vocab = torch.tensor(sorted({t for seq in heal_texts for t in seq}))
-            held = _batches([[new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id]
-                             for e in dataset.heldout[:128]], 16)
-            if teacher is not None:
-                stats = heal(model, teacher, _batches(heal_texts, recipe.heal.batch_size), held, vocab, recipe.heal,
-                             progress=progress)
-                report["heal"] = dataclasses.asdict(stats)
-                del teacher
-            else:
-                report["heal"] = None
-            torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
-                       pruned_path)
-            stages.done("heal", f": KL to the unpruned model {report['heal']['kl_before']:.4f} -> "
-                                f"{report['heal']['kl_after']:.4f}" if report.get("heal") else "")
-
-    # fine-tune, cached as the exported float GGUF
-    key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
-    exported = cache / f"finetuned-{key}.gguf"
     mb_ids = [new_id[i] for i in base_mb_ids]
-    if exported.is_file():
-        stages.done("finetune", " (cached)")
-        stages.done("export", " (cached)")
-        report["finetune"] = json.loads((cache / f"finetuned-{key}.json").read_text())
-    else:
-        descriptions = [[new_id[t] for t in tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) if t in new_id]
-                        for fn in tokens_map.values()]
-        init_functional_rows(model, mb_ids, descriptions)
-        model, stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
-        report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
-                              "seconds": round(stats.seconds, 1)}
-        stages.done("finetune", f": loss {stats.final_loss:.4f}")
+
+    def export(path: Path, trained, kept: list[int]) -> None:
         tokens = [base.tokens[i] for i in kept_vocab]
         for name, token_id in zip(tokens_map, mb_ids):
             tokens[token_id] = name
         with torch.no_grad():
             gguf_io.write_gguf(
-                exported, base, state_arrays(model), block_count=len(kept),
+                path, base, state_arrays(trained), block_count=len(kept),
                 swa_pattern=[base_pattern[i] for i in kept],
                 tokens=tokens, scores=[base.scores[i] for i in kept_vocab],
                 token_types=[base.token_types[i] for i in kept_vocab],
-                overrides=gguf_hparams(model) if recipe.base == "tiny" else None,
+                overrides=gguf_hparams(trained) if recipe.base == "tiny" else None,
                 metadata={
                     modelkeys.FUNCTION_MAP: tokens_map,
                     modelkeys.REGISTRY_SHA: registry.sha256(),
@@ -230,9 +208,98 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                     modelkeys.RECIPE: recipe.to_json(),
                 },
             )
+
+    def prune_and_heal(student, heal_batches, held, vocab) -> list[int]:
+        """Remove the recipe's block from student in place and heal it towards its unpruned self."""
+        calibration = _batches([p for p, _ in pairs[: recipe.prune.calibration_examples]], recipe.prune.batch_size)
+        table = angular_distances(student, calibration, min(recipe.prune.max_block, base_blocks - 1))
+        start = choose_block(table, recipe.prune.remove)
+        heatmap_png(table, out_dir / "prune-heatmap.png", f"{recipe.name}: angular distance of layer blocks")
+        teacher = copy.deepcopy(student) if recipe.heal.steps else None
+        kept = remove_layers(student, start, recipe.prune.remove)
+        report["prune"] = {"removed": list(range(start, start + recipe.prune.remove)), "kept": kept,
+                           "after_finetune": recipe.prune.after_finetune,
+                           "distance": float(table[recipe.prune.remove, start]),
+                           "table": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in table],
+                           "heatmap": "prune-heatmap.png"}
+        stages.done("prune", f": removed blocks {start}..{start + recipe.prune.remove - 1}")
+        report["heal"] = None
+        if teacher is not None:
+            report["heal"] = dataclasses.asdict(heal(student, teacher, heal_batches, held, vocab, recipe.heal,
+                                                     progress=progress))
+            del teacher
+        stages.done("heal", f": KL to the unpruned model {report['heal']['kl_before']:.4f} -> "
+                            f"{report['heal']['kl_after']:.4f}" if report["heal"] else "")
+        return kept
+
+    # prune before fine-tuning (the seed paper's order): heal on the prompts, teacher = the base model;
+    # cached as one state dict
+    unpruned_key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.vocab,
+                             templates_hash(templates_dir))
+    prune_first = bool(recipe.prune.remove) and not recipe.prune.after_finetune
+    key = stage_key(unpruned_key, recipe.prune, recipe.heal) if prune_first else unpruned_key
+    pruned_path = cache / f"pruned-{key}.pt"
+    kept = list(range(base_blocks))
+    if prune_first and pruned_path.is_file():
+        saved = torch.load(pruned_path, weights_only=False)
+        kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
+        remove_layers(model, saved["prune"]["removed"][0], recipe.prune.remove)
+        model.load_state_dict(saved["state"])
+        stages.done("prune", " (cached)")
+        stages.done("heal", " (cached)")
+    elif prune_first:
+        prompts = [p for p, _ in pairs]
+        held = [_weighted(b) for b in _batches([[new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text)
+                                                  if t in new_id] for e in dataset.heldout[:128]], 16)]
+        kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, recipe.heal.batch_size)], held,
+                              torch.tensor(sorted({t for seq in prompts for t in seq})))
+        torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
+                   pruned_path)
+
+    # fine-tune, cached as the exported float GGUF
+    key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
+    exported = cache / f"finetuned-{key}.gguf"
+    finetuned = None
+    if exported.is_file():
+        stages.done("finetune", " (cached)")
+        stages.done("export", " (cached)")
+        report["finetune"] = json.loads((cache / f"finetuned-{key}.json").read_text())
+    else:
+        descriptions = [[new_id[t] for t in tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) if t in new_id]
+                        for fn in tokens_map.values()]
+        init_functional_rows(model, mb_ids, descriptions)
+        finetuned, stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
+        report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
+                              "seconds": round(stats.seconds, 1)}
+        stages.done("finetune", f": loss {stats.final_loss:.4f}")
+        export(exported, finetuned, kept)
         (cache / f"finetuned-{key}.json").write_text(json.dumps(report["finetune"]))
         stages.done("export")
-    del model
+
+    # or prune the fine-tuned model and heal it by distilling its unpruned self on the training pairs;
+    # cached as the exported float GGUF of the healed model
+    if recipe.prune.remove and recipe.prune.after_finetune:
+        key = stage_key(key, recipe.prune, recipe.heal)
+        healed = cache / f"healed-{key}.gguf"
+        if healed.is_file():
+            saved = json.loads((cache / f"healed-{key}.json").read_text())
+            kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
+            stages.done("prune", " (cached)")
+            stages.done("heal", " (cached)")
+        else:
+            if finetuned is None:
+                finetuned = model
+                load_exported(finetuned, exported)
+            held_pairs = [([new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id],
+                           [new_id[t] for t in codec.encode(list(e.calls))]) for e in dataset.heldout[:128]]
+            vocab = torch.tensor(sorted({t for p, tg in pairs for t in p + tg} | set(mb_ids)))
+            kept = prune_and_heal(finetuned, _answer_batches(pairs, recipe.heal.batch_size, recipe.heal.answer_weight),
+                                  _answer_batches(held_pairs, 16, recipe.heal.answer_weight), vocab)
+            export(healed, finetuned, kept)
+            (cache / f"healed-{key}.json").write_text(json.dumps({"kept": kept, "prune": report["prune"],
+                                                                  "heal": report["heal"]}))
+        exported = healed
+    del model, finetuned
 
     final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")

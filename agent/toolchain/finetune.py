@@ -167,7 +167,7 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         schedule.step()
         tokens += int(mask.sum())
         loss_value = float(loss.detach())
-        bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
     rows.write_back()
     if peft_model is not None:
         model = peft_model.merge_and_unload()

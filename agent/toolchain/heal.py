@@ -1,8 +1,11 @@
 """Stage: heal a pruned model by distilling the unpruned one into it, on text the project ships.
 
 The student learns to match the teacher's next-token distribution (KL
-divergence over the tokens the text uses) on the command sentences and
-negatives the templates generate: nothing is downloaded.
+divergence over the tokens the text uses): nothing is downloaded. Pruned
+before fine-tuning, the teacher is the base model and the text is the command
+sentences and negatives the templates generate; pruned after fine-tuning, the
+teacher is the fine-tuned model and the text is the training pairs, the
+positions that predict the answer weighted up (`answer_weight`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ class HealConfig:
     steps: int = 0               # 0: no healing
     batch_size: int = 16
     learning_rate: float = 5e-5
+    warmup_steps: int = 0
     temperature: float = 1.0
+    answer_weight: float = 5.0   # pruned after fine-tuning: weight of the answer positions against the prompt's
     seed: int = 0
     threads: int = 2
 
@@ -38,27 +43,28 @@ class HealStats:
 
 def _logits(model, ids, mask, vocab):
     hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    return hidden @ model.get_input_embeddings().weight[vocab].T
+    logits = hidden @ model.get_input_embeddings().weight[vocab].T
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def _kl(student, teacher, ids, mask, vocab, temperature):
+def _kl(student, teacher, ids, mask, weights, vocab, temperature):
     with torch.no_grad():
         target = F.log_softmax(_logits(teacher, ids, mask, vocab) / temperature, dim=-1)
     pred = F.log_softmax(_logits(student, ids, mask, vocab) / temperature, dim=-1)
     per_token = (target.exp() * (target - pred)).sum(-1)
-    weights = mask.to(per_token.dtype)
     return (per_token * weights).sum() / weights.sum()
 
 
 @torch.no_grad()
 def mean_kl(student, teacher, batches, vocab, temperature=1.0) -> float:
-    values = [float(_kl(student, teacher, ids, mask, vocab, temperature)) for ids, mask in batches]
+    values = [float(_kl(student, teacher, *batch, vocab, temperature)) for batch in batches]
     return sum(values) / max(len(values), 1)
 
 
 def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, config: HealConfig,
          progress: bool = True) -> HealStats:
-    """Train student in place towards teacher; batches are (ids, mask) pairs of plain text."""
+    """Train student in place towards teacher; batches are (ids, mask, weights): how much each position's KL counts."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     teacher.eval()
@@ -71,19 +77,23 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
         params = [p for p in student.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+            optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1))
+            * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
         student.train()
         bar = tqdm(range(config.steps), desc="heal", disable=not progress, unit="step",
                    mininterval=0.5 if sys.stderr.isatty() else 15)
+        order: list[int] = []
         for _ in bar:
-            ids, mask = batches[rng.randrange(len(batches))]
-            loss = _kl(student, teacher, ids, mask, vocab, config.temperature)
+            if not order:  # every batch once before any twice
+                order = list(range(len(batches)))
+                rng.shuffle(order)
+            loss = _kl(student, teacher, *batches[order.pop()], vocab, config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            bar.set_postfix(kl=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(kl=f"{float(loss.detach()):.4f}", refresh=False)
         student.eval()
         emb.requires_grad_(True)
     after = mean_kl(student, teacher, held_out, vocab, config.temperature)

@@ -83,3 +83,29 @@ def shrink_vocabulary(model: Gemma3ForCausalLM, kept_ids: list[int]) -> None:
     model.lm_head = torch.nn.Linear(rows.shape[1], len(kept_ids), bias=False)
     model.lm_head.weight = new.weight
     model.config.vocab_size = len(kept_ids)
+
+
+def load_exported(model: Gemma3ForCausalLM, gguf_path: str | Path) -> None:
+    """Load the float weights of a GGUF this toolchain exported (the cached fine-tune) into a model of
+    the same shape, in place: the inverse of `state_arrays` + `gguf_io.write_gguf`."""
+    import numpy as np
+    from gguf import GGUFReader
+
+    from agent.errors import ModelError
+    from agent.toolchain.gguf_io import hf_to_gguf_name
+
+    tensors = {t.name: t for t in GGUFReader(str(gguf_path)).tensors}
+    state = {}
+    for name, current in model.state_dict().items():
+        if name == "lm_head.weight":  # tied to the embedding
+            continue
+        gguf_name = hf_to_gguf_name(name, model.config.num_hidden_layers)
+        if gguf_name not in tensors:
+            raise ModelError(f"{gguf_path} has no tensor {gguf_name}")
+        array = np.array(tensors[gguf_name].data, dtype=np.float32)
+        if array.size != current.numel():
+            raise ModelError(f"{gguf_path}: {gguf_name} has {array.size} values, the model expects {current.numel()}")
+        if gguf_name.endswith("norm.weight"):
+            array = array - 1.0  # the export stored Gemma3RMSNorm's (1 + weight)
+        state[name] = torch.from_numpy(array.reshape(current.shape))
+    model.load_state_dict(state, strict=False)

@@ -23,6 +23,9 @@ class PruneConfig:
     max_block: int = 8              # largest block size in the distance table
     calibration_examples: int = 256
     batch_size: int = 16
+    # Prune the fine-tuned model and heal it by distilling its unpruned self (the fine-tune is shared by
+    # every pruning), instead of pruning the base model before fine-tuning (the seed paper's order).
+    after_finetune: bool = False
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The pruning sweep: one recipe built with several numbers of removed blocks, compared.
 
-Every variant is a full build (each cached like any build, so a rerun only
-evaluates). Each is also quantized to F16 and evaluated, so the report shows
+Every variant is a full build, all sharing the recipe's stage cache (a rerun
+only evaluates; pruning after fine-tuning, the variants share one fine-tune). Each is also quantized to F16 and evaluated, so the report shows
 what pruning and what 4-bit quantization cost apart. The recipe's own pruning
 is additionally built without healing, and quantized to the other 4-bit types.
 The recommendation follows the issue's rule: the most aggressive pruning
@@ -57,9 +57,24 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
     plans = [(variant(recipe, n), n, True) for n in sorted(set(config.removals))]
     if config.unhealed and recipe.prune.remove:
         plans.append((variant(recipe, recipe.prune.remove, heal=False), recipe.prune.remove, False))
-    rows = []
+    summary_dir = out_dir / f"sweep-{recipe.name}"
+    summary_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = summary_dir / "sweep.json"
+    rows: list[dict] = []
+
+    def write(complete: bool) -> None:
+        """Rewritten after every variant, so that a crash or an interrupt keeps the rows measured so far."""
+        summary = {"recipe": recipe.name, "recipe_quantization": recipe.quantize.ftype,
+                   "config": dataclasses.asdict(config), "heldout_examples": len(heldout), "complete": complete,
+                   "rows": rows, "recommended_removal": recommend(rows, config.tolerance) if complete else None}
+        tmp = summary_path.with_suffix(".json.partial")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(summary_path)
+
     for plan, removed, healed in plans:
-        result = build(plan, registry, templates_dir, out_dir / plan.name, progress=progress)
+        # one cache for every variant: with pruning after fine-tuning they share the fine-tune
+        result = build(plan, registry, templates_dir, out_dir / plan.name, progress=progress,
+                       cache=out_dir / recipe.name / "cache")
         report = json.loads(result.report.read_text())
         rows.append(_row(removed, healed, "recipe", result.model, report["evaluation"], report))
         others = [q for q in config.other_quantizations if q != recipe.quantize.ftype]
@@ -70,15 +85,10 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
             rows.append(_row(removed, healed, ftype, path, evaluate(path, registry, heldout), report))
             if progress:
                 print(f"[sweep] {plan.name} {ftype}: exact match {rows[-1]['exact_match']:.3f}", flush=True)
-    summary = {"recipe": recipe.name, "recipe_quantization": recipe.quantize.ftype, "config": dataclasses.asdict(config),
-               "heldout_examples": len(heldout), "rows": rows,
-               "recommended_removal": recommend(rows, config.tolerance)}
-    summary_dir = out_dir / f"sweep-{recipe.name}"
-    summary_dir.mkdir(parents=True, exist_ok=True)
-    path = summary_dir / "sweep.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+        write(complete=False)
+    write(complete=True)
     plot(rows, summary_dir / "sweep.png", recipe.name)
-    return path
+    return summary_path
 
 
 def _row(removed: int, healed: bool, quantization: str, model: Path, evaluation: dict, report: dict) -> dict:
