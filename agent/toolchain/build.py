@@ -290,8 +290,10 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             if finetuned is None:
                 finetuned = model
                 load_exported(finetuned, exported)
+            # held-out pairs only measure the heal: a token the kept vocabulary lacks is left out, not an error
             held_pairs = [([new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id],
-                           [new_id[t] for t in codec.encode(list(e.calls))]) for e in dataset.heldout[:128]]
+                           [new_id[t] for t in codec.encode(list(e.calls)) if t in new_id])
+                          for e in dataset.heldout[:128]]
             vocab = torch.tensor(sorted({t for p, tg in pairs for t in p + tg} | set(mb_ids)))
             kept = prune_and_heal(finetuned, _answer_batches(pairs, recipe.heal.batch_size, recipe.heal.answer_weight),
                                   _answer_batches(held_pairs, 16, recipe.heal.answer_weight), vocab)
