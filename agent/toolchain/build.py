@@ -129,7 +129,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     import torch
 
-    from agent.toolchain.finetune import finetune, init_functional_rows
+    from agent.toolchain.finetune import finetune, init_functional_rows, output_vocab
     from agent.toolchain.heal import heal
     from agent.toolchain.model import gguf_hparams, load_base, load_exported, shrink_vocabulary, state_arrays, tiny_model
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
@@ -187,6 +187,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     stages.done("model", f": {base_blocks} blocks")
 
     mb_ids = [new_id[i] for i in base_mb_ids]
+    # held-out examples only measure healing: a token the kept vocabulary lacks is left out, not an error
+    held_examples = dataset.heldout[:128]
+    held_prompts = [[new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id] for e in held_examples]
 
     def export(path: Path, trained, kept: list[int]) -> None:
         tokens = [base.tokens[i] for i in kept_vocab]
@@ -249,8 +252,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         stages.done("heal", " (cached)")
     elif prune_first:
         prompts = [p for p, _ in pairs]
-        held = [_weighted(b) for b in _batches([[new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text)
-                                                  if t in new_id] for e in dataset.heldout[:128]], 16)]
+        held = [_weighted(b) for b in _batches(held_prompts, 16)]
         kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, recipe.heal.batch_size)], held,
                               torch.tensor(sorted({t for seq in prompts for t in seq})))
         torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
@@ -290,11 +292,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             if finetuned is None:
                 finetuned = model
                 load_exported(finetuned, exported)
-            # held-out pairs only measure the heal: a token the kept vocabulary lacks is left out, not an error
-            held_pairs = [([new_id[t] for t in [tokenizer.bos_id] + codec.prompt(e.text) if t in new_id],
-                           [new_id[t] for t in codec.encode(list(e.calls)) if t in new_id])
-                          for e in dataset.heldout[:128]]
-            vocab = torch.tensor(sorted({t for p, tg in pairs for t in p + tg} | set(mb_ids)))
+            held_pairs = [(prompt, [new_id[t] for t in codec.encode(list(e.calls)) if t in new_id])
+                          for prompt, e in zip(held_prompts, held_examples)]
+            vocab = torch.tensor(output_vocab(pairs, mb_ids))  # the output layer the fine-tune trained
             kept = prune_and_heal(finetuned, _answer_batches(pairs, recipe.heal.batch_size, recipe.heal.answer_weight),
                                   _answer_batches(held_pairs, 16, recipe.heal.answer_weight), vocab)
             export(healed, finetuned, kept)

@@ -124,13 +124,18 @@ def length_bucketed(pairs, batch_size: int, rng: random.Random) -> list[list[int
     return batches
 
 
+def output_vocab(pairs: list[tuple[list[int], list[int]]], functional_ids: list[int]) -> list[int]:
+    """The token ids the restricted output layer scores: every token of the pairs and every functional token."""
+    return sorted({t for p, tg in pairs for t in p + tg} | set(functional_ids))
+
+
 def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, functional_ids: list[int],
              pad_id: int = 0, progress: bool = True):
     """Train on pairs; returns the trained model (LoRA merged in) and statistics."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
-    vocab = sorted({t for p, tg in pairs for t in p + tg} | set(functional_ids))
+    vocab = output_vocab(pairs, functional_ids)
     vocab_index = {t: i for i, t in enumerate(vocab)}
     vocab_tensor = torch.tensor(vocab)
     peft_model = None

@@ -1,9 +1,10 @@
 """The pruning sweep: one recipe built with several numbers of removed blocks, compared.
 
 Every variant is a full build, all sharing the recipe's stage cache (a rerun
-only evaluates; pruning after fine-tuning, the variants share one fine-tune). Each is also quantized to F16 and evaluated, so the report shows
-what pruning and what 4-bit quantization cost apart. The recipe's own pruning
-is additionally built without healing, and quantized to the other 4-bit types.
+only evaluates; pruning after fine-tuning, the variants share one fine-tune).
+Each is also quantized to F16 and evaluated, so the report shows what pruning
+and what 4-bit quantization cost apart. The recipe's own pruning is
+additionally built without healing, and quantized to the other 4-bit types.
 The recommendation follows the issue's rule: the most aggressive pruning
 whose held-out accuracy is within `tolerance` of the best variant's.
 """
