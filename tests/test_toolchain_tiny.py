@@ -162,7 +162,7 @@ def test_output_is_bounded(registry, tiny_build, monkeypatch):
 def test_evaluation_counts_an_unfinished_answer_as_doing_nothing(registry, tiny_build, monkeypatch):
     import agent.inference
     from agent.templates import load_templates
-    from agent.toolchain.build import evaluate
+    from agent.toolchain.evaluate import evaluate
     from agent.toolchain.data import build_dataset
 
     result, recipe = tiny_build

@@ -50,7 +50,8 @@ def recommend(rows: list[dict], tolerance: float) -> int:
 def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir: Path, out_dir: Path,
           progress: bool = True) -> Path:
     from agent.templates import load_templates
-    from agent.toolchain.build import build, evaluate
+    from agent.toolchain.build import build
+    from agent.toolchain.evaluate import evaluate
     from agent.toolchain.data import build_dataset
 
     heldout = list(build_dataset(recipe.data, registry, load_templates(templates_dir, registry)).heldout)
