@@ -1,5 +1,6 @@
 """Templates parse and cover every function; the data stage is deterministic and split by template."""
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -67,6 +68,30 @@ def test_split_is_by_template(dataset):
         return {k for e in examples for k in e.template.split("+")}
     assert not keys(dataset.train) & keys(dataset.heldout)
     assert not {e.text for e in dataset.train} & {e.text for e in dataset.heldout}
+
+
+def test_adding_a_template_moves_no_other(registry, templates):
+    """The split and each template's sentences depend on the template alone, so a data change is
+    measured on the same held-out phrasings as before."""
+    config = DataConfig(samples_per_template=3)
+    before = build_dataset(config, registry, templates)
+    fan = templates.for_function("set_fan_speed")
+    extra = dataclasses.replace(fan[-1], index=fan[-1].index + 1, text="blower to {level} right away",
+                                tree=parse("blower to {level} right away"))
+    after = build_dataset(config, registry, dataclasses.replace(templates, templates=templates.templates + (extra,)))
+
+    def sentences(dataset, part):
+        out = {}
+        for e in getattr(dataset, part):
+            if e.kind != "multi":
+                out.setdefault(e.template, []).append(e.text)
+        return out
+
+    for part in ("train", "heldout"):
+        old, new = sentences(before, part), sentences(after, part)
+        assert set(old) <= set(new)
+        assert all(sorted(new[k]) == sorted(v) for k, v in old.items() if not k.startswith("negative/"))
+    assert extra.key in sentences(after, "train") or extra.key in sentences(after, "heldout")
 
 
 def test_mix_of_kinds(dataset):

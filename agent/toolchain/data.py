@@ -5,10 +5,16 @@ is by template (a whole phrasing is either trained on or held out), so the
 held-out score measures phrasings the model never saw. Out-of-range values
 are transcribed faithfully: the model reports what was asked, the safety
 policy refuses it later.
+
+Each template's side of the split and its sentences depend only on the seed
+and the template itself, not on the templates around it: adding or editing a
+template leaves every other template where it was, so two builds that differ
+by a few templates are measured on the same held-out phrasings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,27 +59,40 @@ class Dataset:
     heldout: tuple[Example, ...]
 
 
-def split_templates(templates: list[Template], fraction: float, rng: random.Random) -> tuple[list[Template], list[Template]]:
-    """Hold out round(fraction * n) templates of the list (at least one when n >= 3)."""
-    shuffled = templates[:]
-    rng.shuffle(shuffled)
-    n_held = round(fraction * len(shuffled))
-    if len(shuffled) >= 3:
-        n_held = max(1, n_held)
-    return shuffled[n_held:], shuffled[:n_held]
+def _template_seed(seed: int, template: Template) -> str:
+    """What a template's split and sentences are drawn from: the seed and the template's own text."""
+    fixed = ",".join(f"{k}={v}" for k, v in sorted(template.fixed.items()))
+    return f"{seed}|{template.function or 'negative/' + template.category}|{template.text}|{fixed}"
+
+
+def _held_score(seed: int, template: Template) -> float:
+    digest = hashlib.sha256(_template_seed(seed, template).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_templates(templates: list[Template], fraction: float, seed: int) -> tuple[list[Template], list[Template]]:
+    """Hold out each template whose hash falls below fraction (so about that share of the list, and
+    at least one of three or more); where a template lands never depends on the others."""
+    scores = {id(t): _held_score(seed, t) for t in templates}
+    held = [t for t in templates if scores[id(t)] < fraction]
+    if not held and fraction > 0 and len(templates) >= 3:
+        held = [min(templates, key=lambda t: scores[id(t)])]
+    held_ids = {id(t) for t in held}
+    return [t for t in templates if id(t) not in held_ids], held
 
 
 def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet) -> Dataset:
     rng = random.Random(config.seed)
     train_t, held_t = [], []
     for spec in registry:
-        tr, he = split_templates(templates.for_function(spec.name), config.heldout_fraction, rng)
+        tr, he = split_templates(templates.for_function(spec.name), config.heldout_fraction, config.seed)
         train_t += tr
         held_t += he
     categories = sorted({t.category for t in templates.negatives})
     neg_train, neg_held = [], []
     for category in categories:
-        tr, he = split_templates([t for t in templates.negatives if t.category == category], config.heldout_fraction, rng)
+        tr, he = split_templates([t for t in templates.negatives if t.category == category], config.heldout_fraction,
+                                 config.seed)
         neg_train += tr
         neg_held += he
     train = tuple(_examples(config, registry, templates, train_t, neg_train, rng))
@@ -85,11 +104,10 @@ def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet
 
 
 def _examples(config, registry, templates, positive_t, negative_t, rng) -> list[Example]:
-    positives = [
-        _positive(config, registry, templates, t, rng)
-        for t in positive_t
-        for _ in range(config.samples_per_template)
-    ]
+    positives = []
+    for t in positive_t:
+        own = random.Random(_template_seed(config.seed, t))
+        positives += [_positive(config, registry, templates, t, own) for _ in range(config.samples_per_template)]
     n_multi = int(len(positives) * config.multi_call_fraction)
     multis = []
     for _ in range(n_multi):
@@ -102,8 +120,9 @@ def _examples(config, registry, templates, positive_t, negative_t, rng) -> list[
     if negative_t:
         per_template = max(1, -(-n_neg // len(negative_t)))
         for t in negative_t:  # repeats are kept: they weight negatives to the configured ratio
+            own = random.Random(_template_seed(config.seed, t))
             for _ in range(per_template):
-                negatives.append(Example(normalize(sample(t.tree, rng, lambda slot: "")), (), t.key, "negative"))
+                negatives.append(Example(normalize(sample(t.tree, own, lambda slot: "")), (), t.key, "negative"))
     out = positives + multis + negatives
     rng.shuffle(out)
     return out
