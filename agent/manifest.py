@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from agent.atomic import write_text
 from agent.errors import ModelError
 
 
@@ -24,8 +25,8 @@ def manifest_path(model: str | Path) -> Path:
 def write_manifest(model: str | Path) -> Path:
     model = Path(model)
     path = manifest_path(model)
-    path.write_text(json.dumps({"file": model.name, "sha256": sha256_of(model), "bytes": model.stat().st_size}, indent=2) + "\n")
-    return path
+    return write_text(path, json.dumps({"file": model.name, "sha256": sha256_of(model), "bytes": model.stat().st_size},
+                                       indent=2) + "\n")
 
 
 def verify(model: str | Path) -> str:

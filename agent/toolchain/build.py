@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from agent import modelkeys
+from agent.atomic import replacing, write_text
 from agent.decoding import CallCodec, format_value, functional_tokens
 from agent.registry import Registry
 from agent.templates import load_templates
 from agent.tokenizer import LlamaTokenizer
 from agent.toolchain import gguf_io
 from agent.errors import ModelError
-from agent.toolchain.data import build_dataset
+from agent.toolchain.data import DATA_FORMAT, build_dataset
 from agent.toolchain.evaluate import evaluate
 from agent.toolchain.vocab import kept_token_ids
 from agent.toolchain.recipe import Recipe
@@ -238,8 +239,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     # prune before fine-tuning (the seed paper's order): heal on the prompts, teacher = the base model;
     # cached as one state dict
-    unpruned_key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", recipe.data, recipe.vocab,
-                             templates_hash(templates_dir))
+    unpruned_key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", DATA_FORMAT, recipe.data,
+                             recipe.vocab, templates_hash(templates_dir))
     prune_first = bool(recipe.prune.remove) and not recipe.prune.after_finetune
     key = stage_key(unpruned_key, recipe.prune, recipe.heal) if prune_first else unpruned_key
     pruned_path = cache / f"pruned-{key}.pt"
@@ -256,8 +257,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         held = [_weighted(b) for b in _batches(held_prompts, 16)]
         kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, recipe.heal.batch_size)], held,
                               torch.tensor(sorted({t for seq in prompts for t in seq})))
-        torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
-                   pruned_path)
+        with replacing(pruned_path) as tmp:
+            torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
+                       tmp)
 
     # fine-tune, cached as the exported float GGUF
     key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
@@ -275,8 +277,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
                               "seconds": round(stats.seconds, 1)}
         stages.done("finetune", f": loss {stats.final_loss:.4f}")
+        # the statistics first: the GGUF's presence is what marks the stage done
+        write_text(cache / f"finetuned-{key}.json", json.dumps(report["finetune"]))
         export(exported, finetuned, kept)
-        (cache / f"finetuned-{key}.json").write_text(json.dumps(report["finetune"]))
         stages.done("export")
 
     # or prune the fine-tuned model and heal it by distilling its unpruned self on the training pairs;
@@ -298,9 +301,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             vocab = torch.tensor(output_vocab(pairs, mb_ids))  # the output layer the fine-tune trained
             kept = prune_and_heal(finetuned, _answer_batches(pairs, recipe.heal.batch_size, recipe.heal.answer_weight),
                                   _answer_batches(held_pairs, 16, recipe.heal.answer_weight), vocab)
+            write_text(cache / f"healed-{key}.json", json.dumps({"kept": kept, "prune": report["prune"],
+                                                                "heal": report["heal"]}))
             export(healed, finetuned, kept)
-            (cache / f"healed-{key}.json").write_text(json.dumps({"kept": kept, "prune": report["prune"],
-                                                                  "heal": report["heal"]}))
         exported = healed
     del model, finetuned
 
@@ -321,7 +324,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     report.update(model=str(final), bytes=final.stat().st_size, blocks=len(kept), base_blocks=base_blocks,
                   stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1))
     report_path = out_dir / "build-report.json"
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text(report_path, json.dumps(report, indent=2) + "\n")
     return BuildResult(final, report_path, exported)
 
 

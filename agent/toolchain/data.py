@@ -24,6 +24,9 @@ from agent.registry import ArgSpec, Registry
 from agent.templates import Slot, Template, TemplateSet, is_symbolic, resolve_fixed, sample, speak_number
 from agent.textnorm import normalize
 
+# Bump when the same config and templates would give other examples: cached stages key on it.
+DATA_FORMAT = 2  # 2: split and sentences drawn per template
+
 JOINERS = (" and ", " and then ", " and also ", " then ", " plus ")
 
 

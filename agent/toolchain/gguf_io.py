@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import numpy as np
 from gguf import GGUFReader, GGUFValueType, GGUFWriter, MODEL_ARCH, get_tensor_name_map
 
+from agent.atomic import replacing
+
 ARCH = "gemma3"
 GLOBAL_ATTENTION_PERIOD = 6  # gemma3: every 6th layer attends globally
 _SKIP_KEYS = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count", "general.architecture", "general.file_type",
@@ -89,41 +91,40 @@ def write_gguf(
 ) -> Path:
     """Write a gemma3 GGUF from HF-named tensors (norm weights already in HF form)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    writer = GGUFWriter(str(tmp), ARCH)
-    for key, (vtype, value, item) in base.fields.items():
-        if overrides and key in overrides:
-            continue
-        if vtype == GGUFValueType.ARRAY:
-            writer.add_key_value(key, value, vtype, sub_type=item)
-        else:
-            writer.add_key_value(key, value, vtype)
-    for key, value in (overrides or {}).items():
-        _add_any(writer, key, value)
-    writer.add_block_count(block_count)
-    writer.add_key_value(f"{ARCH}.attention.sliding_window_pattern", [int(v) for v in swa_pattern],
-                         GGUFValueType.ARRAY, sub_type=GGUFValueType.UINT32)
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(token_types)
-    writer.add_file_type(1 if dtype == "f16" else 0)
-    for key, value in metadata.items():
-        _add_any(writer, key, value)
-    for name, array in tensors:
-        gguf_name = hf_to_gguf_name(name, block_count)
-        data = np.ascontiguousarray(array)
-        if gguf_name.endswith("norm.weight"):
-            data = (data.astype(np.float32) + 1.0)  # Gemma3RMSNorm scales by (1 + weight)
-        if data.ndim == 1 or dtype == "f32":
-            data = data.astype(np.float32)
-        else:
-            data = data.astype(np.float16)
-        writer.add_tensor(gguf_name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        writer = GGUFWriter(str(tmp), ARCH)
+        for key, (vtype, value, item) in base.fields.items():
+            if overrides and key in overrides:
+                continue
+            if vtype == GGUFValueType.ARRAY:
+                writer.add_key_value(key, value, vtype, sub_type=item)
+            else:
+                writer.add_key_value(key, value, vtype)
+        for key, value in (overrides or {}).items():
+            _add_any(writer, key, value)
+        writer.add_block_count(block_count)
+        writer.add_key_value(f"{ARCH}.attention.sliding_window_pattern", [int(v) for v in swa_pattern],
+                             GGUFValueType.ARRAY, sub_type=GGUFValueType.UINT32)
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(token_types)
+        writer.add_file_type(1 if dtype == "f16" else 0)
+        for key, value in metadata.items():
+            _add_any(writer, key, value)
+        for name, array in tensors:
+            gguf_name = hf_to_gguf_name(name, block_count)
+            data = np.ascontiguousarray(array)
+            if gguf_name.endswith("norm.weight"):
+                data = (data.astype(np.float32) + 1.0)  # Gemma3RMSNorm scales by (1 + weight)
+            if data.ndim == 1 or dtype == "f32":
+                data = data.astype(np.float32)
+            else:
+                data = data.astype(np.float16)
+            writer.add_tensor(gguf_name, data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return path
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import llama_cpp
 
+from agent.atomic import replacing
 from agent.errors import ModelError
 from agent.manifest import write_manifest
 
@@ -32,9 +33,8 @@ def quantize(src: str | Path, dst: str | Path, config: QuantizeConfig) -> Path:
         params.token_embedding_type = GGML_TYPES[config.embedding_type]
         params.output_tensor_type = GGML_TYPES[config.embedding_type]
     dst = Path(dst)
-    tmp = dst.with_suffix(dst.suffix + ".partial")
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
-        raise ModelError(f"llama.cpp could not quantize {src}")
-    tmp.replace(dst)
+    with replacing(dst) as tmp:
+        if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+            raise ModelError(f"llama.cpp could not quantize {src}")
     write_manifest(dst)
     return dst

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
+from agent.atomic import write_text
 from agent.manifest import write_manifest
 from agent.registry import Registry
 from agent.templates import TemplateSet, speak_number
@@ -56,6 +57,6 @@ def arpa_text(corpus: list[str], config: SpeechConfig) -> str:
 
 
 def write_speech_lm(corpus: list[str], config: SpeechConfig, path: Path) -> Path:
-    path.write_text(arpa_text(corpus, config))
+    write_text(path, arpa_text(corpus, config))
     write_manifest(path)
     return path
