@@ -33,6 +33,10 @@ def test_tiny_sweep_writes_rows_plot_and_recommendation(registry, tmp_path):
     summary = json.loads(path.read_text())
     assert [(r["removed"], r["quantization"]) for r in summary["rows"]] == [(2, "recipe"), (2, "f16")]
     assert all(r["blocks"] == 4 and r["base_blocks"] == 6 and 0 <= r["exact_match"] <= 1 for r in summary["rows"])
+    for r in summary["rows"]:  # the safety figures beside accuracy, with and without abstaining
+        assert r["false_actuations"] <= r["false_actuations_without_abstaining"] <= r["negatives"]
+        assert r["wrong_actuations"] <= r["wrong_actuations_without_abstaining"]
+        assert r["abstained_on_commands"] >= 0 and 0 <= r["exact_match_without_abstaining"] <= 1
     assert summary["recommended_removal"] == 2 and summary["heldout_examples"] == recipe.evaluate.max_examples
     assert (path.parent / "sweep.png").stat().st_size > 0
     assert summary["complete"] is True

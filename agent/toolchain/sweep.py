@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.atomic import write_text
 from agent.registry import Registry
 from agent.toolchain.quantize import QuantizeConfig, quantize
 from agent.toolchain.recipe import Recipe
@@ -69,9 +70,7 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
         summary = {"recipe": recipe.name, "recipe_quantization": recipe.quantize.ftype,
                    "config": dataclasses.asdict(config), "heldout_examples": len(heldout), "complete": complete,
                    "rows": rows, "recommended_removal": recommend(rows, config.tolerance) if complete else None}
-        tmp = summary_path.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(summary_path)
+        write_text(summary_path, json.dumps(summary, indent=2) + "\n")
 
     for plan, removed, healed in plans:
         # one cache for every variant: with pruning after fine-tuning they share the fine-tune
@@ -98,6 +97,11 @@ def _row(removed: int, healed: bool, quantization: str, model: Path, evaluation:
             "mib": round(model.stat().st_size / 2**20, 1), "blocks": report["blocks"],
             "base_blocks": report["base_blocks"], "exact_match": evaluation["exact_match"],
             "false_actuations": evaluation["false_actuations"], "negatives": evaluation["negatives"],
+            "wrong_actuations": evaluation["wrong_actuations"],
+            "abstained_on_commands": evaluation["abstained_on_commands"],
+            "exact_match_without_abstaining": evaluation["exact_match_without_abstaining"],
+            "false_actuations_without_abstaining": evaluation["false_actuations_without_abstaining"],
+            "wrong_actuations_without_abstaining": evaluation["wrong_actuations_without_abstaining"],
             "decode_tokens_per_second": evaluation["decode_tokens_per_second"],
             "output_tokens_per_command": evaluation["output_tokens_per_command"],
             "heal": report.get("heal"), "build_seconds": report.get("total_seconds")}
