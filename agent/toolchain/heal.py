@@ -28,10 +28,6 @@ class HealConfig:
     learning_rate: float = 5e-5
     warmup_steps: int = 0
     temperature: float = 1.0
-    # Share of the loss taken by the reverse KL (student || teacher), the rest by the forward KL.
-    # The forward KL spreads the student's probability over everything the teacher allows, which
-    # leaves a pruned student less sure than its teacher; the reverse KL seeks the teacher's mode.
-    reverse_weight: float = 0.0
     answer_weight: float = 5.0   # pruned after fine-tuning: weight of the answer positions against the prompt's
     seed: int = 0
     threads: int = 2
@@ -52,20 +48,12 @@ def _logits(model, ids, mask, vocab):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def divergence(target, pred, reverse_weight: float = 0.0):
-    """Per position (1 - reverse_weight) * KL(teacher || student) + reverse_weight * KL(student || teacher),
-    from the teacher's and the student's log-probabilities."""
-    forward = (target.exp() * (target - pred)).sum(-1)
-    if not reverse_weight:
-        return forward
-    return (1 - reverse_weight) * forward + reverse_weight * (pred.exp() * (pred - target)).sum(-1)
-
-
-def _kl(student, teacher, ids, mask, weights, vocab, temperature, reverse_weight: float = 0.0):
+def _kl(student, teacher, ids, mask, weights, vocab, temperature):
     with torch.no_grad():
         target = F.log_softmax(_logits(teacher, ids, mask, vocab) / temperature, dim=-1)
     pred = F.log_softmax(_logits(student, ids, mask, vocab) / temperature, dim=-1)
-    return (divergence(target, pred, reverse_weight) * weights).sum() / weights.sum()
+    per_token = (target.exp() * (target - pred)).sum(-1)
+    return (per_token * weights).sum() / weights.sum()
 
 
 @torch.no_grad()
@@ -99,7 +87,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
             if not order:  # every batch once before any twice
                 order = list(range(len(batches)))
                 rng.shuffle(order)
-            loss = _kl(student, teacher, *batches[order.pop()], vocab, config.temperature, config.reverse_weight)
+            loss = _kl(student, teacher, *batches[order.pop()], vocab, config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
