@@ -45,3 +45,27 @@ def test_remove_layers_keeps_attention_types(batches):
     assert model.config.layer_types == [types[i] for i in kept]
     assert model.config.layer_types[-1] == "full_attention"
     assert model(input_ids=batches[0][0]).logits.shape == (4, 16, 1000)
+
+
+def test_a_lora_fine_tuned_model_can_be_pruned_and_healed():
+    """Fine-tuning with LoRA freezes the base weights; the model it returns must still heal after pruning
+    (the default recipe's fresh build: fine-tune, prune, heal in one process)."""
+    import copy
+
+    from agent.toolchain.finetune import FinetuneConfig, finetune
+    from agent.toolchain.heal import HealConfig, heal
+
+    model = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=300)
+    pairs = [([2, 10 + i, 20 + i, 30], [40 + i % 5, 1]) for i in range(16)]
+    model, _ = finetune(model, pairs, FinetuneConfig(steps=3, batch_size=4, lora_rank=2), functional_ids=[40, 41],
+                        progress=False)
+    assert all(p.requires_grad for p in model.parameters())  # handed back as it came
+    teacher = copy.deepcopy(model)
+    for p in model.parameters():  # and heal does not rely on it
+        p.requires_grad_(False)
+    remove_layers(model, 2, 2)
+    ids = torch.tensor([p + t for p, t in pairs[:8]])
+    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape))
+    stats = heal(model, teacher, [batch], [batch], torch.arange(300), HealConfig(steps=5, learning_rate=1e-3),
+                 progress=False)
+    assert stats.steps == 5 and stats.kl_after < stats.kl_before

@@ -176,7 +176,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
     rows.write_back()
     if peft_model is not None:
         model = peft_model.merge_and_unload()
-    model.get_input_embeddings().weight.requires_grad_(True)
+    for p in model.parameters():  # as it came: LoRA froze the base weights, FunctionalRows the embedding
+        p.requires_grad_(True)
     model.eval()
     seconds = time.monotonic() - started
     return model, FinetuneStats(config.steps, loss_value, tokens / max(seconds, 1e-9), seconds)

@@ -72,6 +72,8 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
     before = mean_kl(student, teacher, held_out, vocab, config.temperature)
     started = time.monotonic()
     if config.steps:
+        for p in student.parameters():  # a model just fine-tuned with LoRA comes with its layers frozen
+            p.requires_grad_(True)
         emb = student.get_input_embeddings().weight
         emb.requires_grad_(False)  # the vocabulary stays as it is; the layers heal
         params = [p for p in student.parameters() if p.requires_grad]
