@@ -7,3 +7,4 @@ BASE_SHA = PREFIX + "base_model_sha256"
 BASE_BLOCKS = PREFIX + "base_block_count"
 REMOVED = PREFIX + "removed_blocks"           # JSON list of base block indices
 RECIPE = PREFIX + "recipe"                    # JSON of the recipe
+TEMPLATES_SHA = PREFIX + "templates_sha256"   # the phrase templates it was trained on

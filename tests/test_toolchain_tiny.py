@@ -208,3 +208,38 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
                               cache=cache).report.read_text())
     assert second["blocks"] == 5 and second["finetune"] == report["finetune"]
     assert len(list(cache.glob("finetuned-*.gguf"))) == 1 and len(list(cache.glob("healed-*.gguf"))) == 2
+
+
+def test_if_missing_rebuilds_a_model_of_another_recipe_or_templates(tiny_build, tmp_path, monkeypatch, capsys):
+    """`make run` must not serve a model built from an older version of the recipe or the templates."""
+    import shutil
+    import types
+
+    import yaml
+
+    from agent.toolchain import build as build_module
+    from agent.toolchain.cli import main
+
+    result, _ = tiny_build
+    models = tmp_path / "models"
+    (models / "tiny").mkdir(parents=True)
+    for path in result.model.parent.glob("tiny.*"):
+        shutil.copy(path, models / "tiny" / path.name)
+    built = []
+    monkeypatch.setattr(build_module, "build", lambda recipe, *a, **k: built.append(recipe) or types.SimpleNamespace(
+        model=models / "tiny" / "tiny.gguf", report=models / "tiny" / "build-report.json"))
+    recipe_file = REPO / "models" / "recipes" / "tiny.yaml"
+    assert main(["build", "--recipe", str(recipe_file), "--out", str(models), "--if-missing"]) == 0
+    assert built == [] and "already built" in capsys.readouterr().out
+    changed = yaml.safe_load(recipe_file.read_text())
+    changed["finetune"]["steps"] += 1
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(changed))
+    assert main(["build", "--recipe", str(tmp_path / "tiny.yaml"), "--out", str(models), "--if-missing"]) == 0
+    assert len(built) == 1 and built[0].finetune.steps == changed["finetune"]["steps"]
+    assert "another version" in capsys.readouterr().out
+    templates = shutil.copytree(REPO / "models" / "templates", tmp_path / "templates")
+    with open(templates / "negatives.yaml", "a") as f:
+        f.write("# edited\n")
+    assert main(["build", "--recipe", str(recipe_file), "--out", str(models), "--if-missing",
+                 "--templates", str(templates)]) == 0
+    assert len(built) == 2 and "another version" in capsys.readouterr().out

@@ -211,6 +211,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                     modelkeys.BASE_BLOCKS: base_blocks,
                     modelkeys.REMOVED: [i for i in range(base_blocks) if i not in kept],
                     modelkeys.RECIPE: recipe.to_json(),
+                    modelkeys.TEMPLATES_SHA: templates_hash(templates_dir),
                 },
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,13 +12,26 @@ from agent.errors import AgentError
 REPO = Path(__file__).resolve().parents[2]
 
 
+def built_from(model: Path) -> tuple[dict | None, str | None]:
+    """The recipe and the templates hash a model was built from, as its metadata records them."""
+    from gguf import GGUFReader
+
+    from agent import modelkeys
+
+    fields = GGUFReader(str(model)).fields
+    recipe, templates = fields.get(modelkeys.RECIPE), fields.get(modelkeys.TEMPLATES_SHA)
+    return (json.loads(recipe.contents()) if recipe else None), (templates.contents() if templates else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vehicle-agent-toolchain")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="run every stage of a recipe")
     p.add_argument("--recipe", required=True, type=Path)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: the model cache, $VEHICLE_AGENT_HOME/models)")
-    p.add_argument("--if-missing", action="store_true", help="do nothing when the recipe's model is already built and verifies")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing when the recipe's model is already built from this recipe and these templates, "
+                        "and verifies")
     p.add_argument("--templates", type=Path, default=REPO / "models" / "templates")
     s = sub.add_parser("sweep", help="build the recipe with several numbers of removed blocks and compare them")
     s.add_argument("--recipe", required=True, type=Path)
@@ -25,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--no-unhealed", action="store_true", help="skip the recipe's pruning built without healing")
     s.add_argument("--out", type=Path, default=None, help="models directory (default: the model cache)")
     s.add_argument("--templates", type=Path, default=REPO / "models" / "templates")
+    c = sub.add_parser("clean-cache", help="delete a recipe's stage cache (its model stays; the next build runs "
+                                           "every stage again)")
+    c.add_argument("--recipe", required=True, type=Path)
+    c.add_argument("--out", type=Path, default=None, help="models directory (default: the model cache)")
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "clean-cache":
+        return _clean_cache(args)
     from agent.registry import load_registry
-    from agent.toolchain.build import build
+    from agent.toolchain.build import build, templates_hash
     from agent.toolchain.recipe import load_recipe
 
     from agent import manifest, paths
@@ -44,13 +64,44 @@ def main(argv: list[str] | None = None) -> int:
             manifest.verify(existing)
             if recipe.speech.enabled:
                 manifest.verify(speech)
-            print(f"model: {existing} (already built)")
-            return 0
+            if built_from(existing) == (json.loads(json.dumps(recipe.to_json())), templates_hash(args.templates)):
+                print(f"model: {existing} (already built)")
+                return 0
+            print(f"model: {existing} was built from another version of {args.recipe} or of the templates: "
+                  "rebuilding", flush=True)
         result = build(recipe, load_registry(), args.templates, out)
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"model: {result.model}\nreport: {result.report}")
+    cache = out / "cache"
+    print(f"cache: {cache} ({_gib(cache):.1f} GiB; `vehicle-agent-toolchain clean-cache --recipe {args.recipe}` "
+          "deletes it)")
+    return 0
+
+
+def _gib(directory: Path) -> float:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**30
+
+
+def _clean_cache(args) -> int:
+    import shutil
+
+    from agent import paths
+    from agent.toolchain.recipe import load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cache = (args.out or paths.models_dir()) / recipe.name / "cache"
+    if not cache.is_dir():
+        print(f"cache: {cache} does not exist; nothing to delete")
+        return 0
+    size = _gib(cache)
+    shutil.rmtree(cache)
+    print(f"cache: deleted {cache} ({size:.1f} GiB)")
     return 0
 
 
