@@ -8,7 +8,7 @@ from gguf import GGUFReader
 from agent.decoding import functional_tokens
 from agent.errors import ModelError
 from agent.inference import CommandModel
-from agent.manifest import manifest_path
+from agent.manifest import manifest_path, verify
 from agent.registry import Registry
 from tests.conftest import REPO, corrupt_copy
 
@@ -208,6 +208,15 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
                               cache=cache).report.read_text())
     assert second["blocks"] == 5 and second["finetune"] == report["finetune"]
     assert len(list(cache.glob("finetuned-*.gguf"))) == 1 and len(list(cache.glob("healed-*.gguf"))) == 2
+
+    # unpruned, the cached fine-tune itself becomes the model: it must name this recipe, not the one that made it
+    unpruned = dataclasses.replace(recipe, prune=dataclasses.replace(recipe.prune, remove=0))
+    third = build(unpruned, registry, REPO / "models" / "templates", tmp_path / "c", progress=False, cache=cache)
+    meta = GGUFReader(str(third.model)).fields
+    assert json.loads(meta["vehicle_agent.recipe"].contents())["prune"]["remove"] == 0
+    assert meta["gemma3.block_count"].contents() == 6
+    verify(third.model)  # the manifest matches the rewritten file
+    assert CommandModel(third.model, registry).decode(examples[0].text).output_tokens > 0
 
 
 def test_if_missing_rebuilds_a_model_of_another_recipe_or_templates(tiny_build, tmp_path, monkeypatch, capsys):

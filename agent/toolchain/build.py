@@ -27,6 +27,7 @@ from agent.templates import load_templates
 from agent.tokenizer import LlamaTokenizer
 from agent.toolchain import gguf_io
 from agent.errors import ModelError
+from agent.manifest import write_manifest
 from agent.toolchain.data import DATA_FORMAT, build_dataset
 from agent.toolchain.evaluate import evaluate
 from agent.toolchain.vocab import kept_token_ids
@@ -309,6 +310,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     del model, finetuned
 
     final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
+    # a fine-tune from the cache carries the recipe of the build that made it (another pruning, say)
+    gguf_io.set_metadata(final, {modelkeys.RECIPE: recipe.to_json(), modelkeys.TEMPLATES_SHA: templates_hash(templates_dir)})
+    write_manifest(final)
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
         check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)

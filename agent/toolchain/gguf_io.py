@@ -128,6 +128,33 @@ def write_gguf(
     return path
 
 
+def set_metadata(path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Rewrite a GGUF (any tensor types) with these metadata values in place of its own, whole or not at all."""
+    path = Path(path)
+    reader = GGUFReader(str(path))
+    arch = str(reader.fields["general.architecture"].contents())
+    with replacing(path) as tmp:
+        writer = GGUFWriter(str(tmp), arch)
+        for key, field in reader.fields.items():
+            if key in metadata or key == "general.architecture" or key.startswith("GGUF."):
+                continue
+            vtype = field.types[0]
+            sub_type = field.types[-1] if vtype == GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), vtype, sub_type=sub_type)
+        for key, value in metadata.items():
+            _add_any(writer, key, value)
+        for tensor in reader.tensors:
+            writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
+                                   tensor.tensor_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for tensor in reader.tensors:
+            writer.write_tensor_data(tensor.data)
+        writer.close()
+    return path
+
+
 def _add_any(writer: GGUFWriter, key: str, value: Any) -> None:
     if isinstance(value, bool):
         writer.add_bool(key, value)
