@@ -27,7 +27,6 @@ from agent.templates import load_templates
 from agent.tokenizer import LlamaTokenizer
 from agent.toolchain import gguf_io
 from agent.errors import ModelError
-from agent.manifest import write_manifest
 from agent.toolchain.data import DATA_FORMAT, build_dataset
 from agent.toolchain.evaluate import evaluate
 from agent.toolchain.vocab import kept_token_ids
@@ -152,6 +151,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     tokenizer = LlamaTokenizer.from_file(base_path, unused_aliases(len(tokens_map)))
     codec = CallCodec(registry, tokenizer)
     templates = load_templates(templates_dir, registry)
+    templates_sha = templates_hash(templates_dir)
     dataset = build_dataset(recipe.data, registry, templates)
     train = list(dataset.train[: recipe.max_train_examples or None])
     pairs = [([tokenizer.bos_id] + codec.prompt(e.text), codec.encode(list(e.calls))) for e in train]
@@ -212,7 +212,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                     modelkeys.BASE_BLOCKS: base_blocks,
                     modelkeys.REMOVED: [i for i in range(base_blocks) if i not in kept],
                     modelkeys.RECIPE: recipe.to_json(),
-                    modelkeys.TEMPLATES_SHA: templates_hash(templates_dir),
+                    modelkeys.TEMPLATES_SHA: templates_sha,
                 },
             )
 
@@ -242,7 +242,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     # prune before fine-tuning (the seed paper's order): heal on the prompts, teacher = the base model;
     # cached as one state dict
     unpruned_key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", DATA_FORMAT, recipe.data,
-                             recipe.vocab, templates_hash(templates_dir))
+                             recipe.vocab, templates_sha)
     prune_first = bool(recipe.prune.remove) and not recipe.prune.after_finetune
     key = stage_key(unpruned_key, recipe.prune, recipe.heal) if prune_first else unpruned_key
     pruned_path = cache / f"pruned-{key}.pt"
@@ -309,10 +309,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         exported = healed
     del model, finetuned
 
-    final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize)
     # a fine-tune from the cache carries the recipe of the build that made it (another pruning, say)
-    gguf_io.set_metadata(final, {modelkeys.RECIPE: recipe.to_json(), modelkeys.TEMPLATES_SHA: templates_hash(templates_dir)})
-    write_manifest(final)
+    final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize,
+                     metadata={modelkeys.RECIPE: recipe.to_json(), modelkeys.TEMPLATES_SHA: templates_sha})
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
         check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)

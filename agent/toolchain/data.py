@@ -76,12 +76,11 @@ def _held_score(seed: int, template: Template) -> float:
 def split_templates(templates: list[Template], fraction: float, seed: int) -> tuple[list[Template], list[Template]]:
     """Hold out each template whose hash falls below fraction (so about that share of the list, and
     at least one of three or more); where a template lands never depends on the others."""
-    scores = {id(t): _held_score(seed, t) for t in templates}
-    held = [t for t in templates if scores[id(t)] < fraction]
+    scores = [_held_score(seed, t) for t in templates]
+    held = {i for i, score in enumerate(scores) if score < fraction}
     if not held and fraction > 0 and len(templates) >= 3:
-        held = [min(templates, key=lambda t: scores[id(t)])]
-    held_ids = {id(t) for t in held}
-    return [t for t in templates if id(t) not in held_ids], held
+        held = {scores.index(min(scores))}
+    return ([t for i, t in enumerate(templates) if i not in held], [t for i, t in enumerate(templates) if i in held])
 
 
 def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet) -> Dataset:
