@@ -1,7 +1,10 @@
 """The pruning sweep: its rule for the recommended removal, its variants, and a tiny sweep end to end."""
 
 import json
+from pathlib import Path
 
+from agent.toolchain.build import templates_hash
+from agent.toolchain.cli import built_from
 from agent.toolchain.recipe import load_recipe
 from agent.toolchain.sweep import SweepConfig, recommend, sweep, variant
 from tests.conftest import REPO
@@ -40,6 +43,9 @@ def test_tiny_sweep_writes_rows_plot_and_recommendation(registry, tmp_path):
     assert summary["recommended_removal"] == 2 and summary["heldout_examples"] == recipe.evaluate.max_examples
     assert (path.parent / "sweep.png").stat().st_size > 0
     assert summary["complete"] is True
+    f16_recipe, templates = built_from(Path(summary["rows"][1]["model"]))  # names how it was made, not the cache's
+    assert f16_recipe["quantize"]["ftype"] == "f16" and f16_recipe["prune"]["remove"] == 2
+    assert templates == templates_hash(REPO / "models" / "templates")
 
 
 def test_a_sweep_that_fails_keeps_the_rows_measured_before(registry, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import modelkeys
 from agent.atomic import write_text
 from agent.registry import Registry
 from agent.toolchain.quantize import QuantizeConfig, quantize
@@ -51,11 +52,12 @@ def recommend(rows: list[dict], tolerance: float) -> int:
 def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir: Path, out_dir: Path,
           progress: bool = True) -> Path:
     from agent.templates import load_templates
-    from agent.toolchain.build import build
+    from agent.toolchain.build import build, templates_hash
     from agent.toolchain.evaluate import evaluate
     from agent.toolchain.data import build_dataset
 
     heldout = list(build_dataset(recipe.data, registry, load_templates(templates_dir, registry)).heldout)
+    templates_sha = templates_hash(templates_dir)
     heldout = heldout[: recipe.evaluate.max_examples]
     plans = [(variant(recipe, n), n, True) for n in sorted(set(config.removals))]
     if config.unhealed and recipe.prune.remove:
@@ -82,7 +84,10 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
         extra = ["f16"] + (others if removed == recipe.prune.remove and healed else [])
         for ftype in extra:
             qconfig = QuantizeConfig(ftype=ftype, embedding_type="" if ftype == "f16" else recipe.quantize.embedding_type)
-            path = quantize(result.exported, out_dir / plan.name / f"{plan.name}-{ftype}.gguf", qconfig)
+            # each file names the recipe that gives it: this variant's, quantized this way
+            metadata = {modelkeys.RECIPE: dataclasses.replace(plan, quantize=qconfig).to_json(),
+                        modelkeys.TEMPLATES_SHA: templates_sha}
+            path = quantize(result.exported, out_dir / plan.name / f"{plan.name}-{ftype}.gguf", qconfig, metadata)
             rows.append(_row(removed, healed, ftype, path, evaluate(path, registry, heldout), report))
             if progress:
                 print(f"[sweep] {plan.name} {ftype}: exact match {rows[-1]['exact_match']:.3f}", flush=True)
