@@ -65,7 +65,38 @@ def test_a_lora_fine_tuned_model_can_be_pruned_and_healed():
         p.requires_grad_(False)
     remove_layers(model, 2, 2)
     ids = torch.tensor([p + t for p, t in pairs[:8]])
-    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape))
+    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape), torch.zeros(ids.shape, dtype=torch.bool))
     stats = heal(model, teacher, [batch], [batch], torch.arange(300), HealConfig(steps=5, learning_rate=1e-3),
                  progress=False)
     assert stats.steps == 5 and stats.kl_after < stats.kl_before
+
+
+def test_healing_with_labels_learns_the_true_answer_not_only_the_teacher():
+    """label_weight adds the answer tokens' cross-entropy: a student healed with it predicts the true
+    answers better than one that only copies a teacher which does not know them."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from agent.toolchain.heal import HealConfig, heal
+
+    torch.manual_seed(3)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=4), vocab_size=300)  # random: it knows no answer
+    ids = torch.tensor([[2, 10 + i, 20 + i, 40 + i % 3, 1] for i in range(8)])
+    answers = torch.zeros(ids.shape, dtype=torch.bool)
+    answers[:, 2] = True  # position 2 predicts the answer token at 3
+    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape), answers)
+
+    def answer_loss(model):
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[:, 2]
+        return float(F.cross_entropy(logits, ids[:, 3]))
+
+    losses = {}
+    for label_weight in (0.0, 4.0):
+        student = copy.deepcopy(teacher)
+        remove_layers(student, 1, 1)
+        heal(student, teacher, [batch], [batch], torch.arange(300),
+             HealConfig(steps=20, learning_rate=3e-3, label_weight=label_weight), progress=False)
+        losses[label_weight] = answer_loss(student)
+    assert losses[4.0] < losses[0.0] - 1.0, losses  # nats (the tiny model's logits are small: 5.7 -> 4.4)

@@ -96,16 +96,16 @@ def _batches(sequences: list[list[int]], batch_size: int):
 
 
 def _weighted(batch):
-    """(ids, mask) -> (ids, mask, weights): every real token counts once."""
+    """(ids, mask) -> (ids, mask, weights, answers): every real token counts once; no answers."""
     import torch
 
     ids, mask = batch
-    return ids, mask, mask.to(torch.float32)
+    return ids, mask, mask.to(torch.float32), torch.zeros_like(mask, dtype=torch.bool)
 
 
 def _answer_batches(pairs: list[tuple[list[int], list[int]]], batch_size: int, answer_weight: float):
-    """(ids, mask, weights) batches of prompt + answer, of similar lengths; the positions that predict
-    the answer weigh answer_weight, the prompt's 1."""
+    """(ids, mask, weights, answers) batches of prompt + answer, of similar lengths; the positions that
+    predict the answer (answers) weigh answer_weight, the prompt's 1."""
     import random
 
     import torch
@@ -117,9 +117,11 @@ def _answer_batches(pairs: list[tuple[list[int], list[int]]], batch_size: int, a
         chosen = [pairs[k] for k in group]
         [(ids, mask)] = _batches([p + t for p, t in chosen], len(chosen))
         weights = mask.to(torch.float32)
+        answers = torch.zeros_like(mask, dtype=torch.bool)
         for row, (prompt, target) in enumerate(chosen):
-            weights[row, len(prompt) - 1:len(prompt) + len(target) - 1] = answer_weight
-        out.append((ids, mask, weights))
+            answers[row, len(prompt) - 1:len(prompt) + len(target) - 1] = True
+        weights[answers] = answer_weight
+        out.append((ids, mask, weights, answers))
     return out
 
 

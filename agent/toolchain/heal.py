@@ -5,7 +5,9 @@ divergence over the tokens the text uses): nothing is downloaded. Pruned
 before fine-tuning, the teacher is the base model and the text is the command
 sentences and negatives the templates generate; pruned after fine-tuning, the
 teacher is the fine-tuned model and the text is the training pairs, the
-positions that predict the answer weighted up (`answer_weight`).
+positions that predict the answer weighted up (`answer_weight`), and the
+student may also learn the true answer itself (`label_weight`: cross-entropy
+on the answer tokens), so it is not bound to copy the teacher's mistakes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class HealConfig:
     warmup_steps: int = 0
     temperature: float = 1.0
     answer_weight: float = 5.0   # pruned after fine-tuning: weight of the answer positions against the prompt's
+    label_weight: float = 0.0    # pruned after fine-tuning: weight of the true answer's cross-entropy against the KL
     seed: int = 0
     threads: int = 2
 
@@ -48,23 +51,35 @@ def _logits(model, ids, mask, vocab):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def _kl(student, teacher, ids, mask, weights, vocab, temperature):
+def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0):
+    """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens.
+
+    batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
+    predict an answer token (the next one in ids)."""
+    ids, mask, weights, answers = batch
     with torch.no_grad():
         target = F.log_softmax(_logits(teacher, ids, mask, vocab) / temperature, dim=-1)
-    pred = F.log_softmax(_logits(student, ids, mask, vocab) / temperature, dim=-1)
-    per_token = (target.exp() * (target - pred)).sum(-1)
-    return (per_token * weights).sum() / weights.sum()
+    logits = _logits(student, ids, mask, vocab)
+    pred = F.log_softmax(logits / temperature, dim=-1)
+    loss = ((target.exp() * (target - pred)).sum(-1) * weights).sum() / weights.sum()
+    if label_weight and answers.any():
+        position = torch.zeros(int(vocab.max()) + 1, dtype=torch.long)  # token id -> its column in logits
+        position[vocab] = torch.arange(len(vocab))
+        predicting = answers[:, :-1]
+        chosen = F.log_softmax(logits[:, :-1][predicting], dim=-1)
+        loss = loss + label_weight * F.nll_loss(chosen, position[ids[:, 1:][predicting]])
+    return loss
 
 
 @torch.no_grad()
 def mean_kl(student, teacher, batches, vocab, temperature=1.0) -> float:
-    values = [float(_kl(student, teacher, *batch, vocab, temperature)) for batch in batches]
+    values = [float(_loss(student, teacher, batch, vocab, temperature)) for batch in batches]
     return sum(values) / max(len(values), 1)
 
 
 def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, config: HealConfig,
          progress: bool = True) -> HealStats:
-    """Train student in place towards teacher; batches are (ids, mask, weights): how much each position's KL counts."""
+    """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     teacher.eval()
@@ -89,7 +104,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
             if not order:  # every batch once before any twice
                 order = list(range(len(batches)))
                 rng.shuffle(order)
-            loss = _kl(student, teacher, *batches[order.pop()], vocab, config.temperature)
+            loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
