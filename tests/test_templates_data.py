@@ -8,7 +8,7 @@ import pytest
 from agent.errors import ConfigError
 from agent.templates import load_templates, number_words, parse, speak_number
 from agent.textnorm import normalize
-from agent.toolchain.data import DataConfig, build_dataset
+from agent.toolchain.data import IMPERATIVE_VERBS, NEGATORS, DataConfig, build_dataset
 from tests.conftest import REPO
 
 TEMPLATES = REPO / "models" / "templates"
@@ -92,6 +92,21 @@ def test_adding_a_template_moves_no_other(registry, templates):
         assert set(old) <= set(new)
         assert all(sorted(new[k]) == sorted(v) for k, v in old.items() if not k.startswith("negative/"))
     assert extra.key in sentences(after, "train") or extra.key in sentences(after, "heldout")
+
+
+def test_negated_commands_are_training_negatives_and_change_nothing_else(registry, templates):
+    """negated_rate adds "dont <training command>" as negatives: only to training, and without moving
+    any other example (the held-out set stays comparable)."""
+    plain = build_dataset(DataConfig(samples_per_template=3), registry, templates)
+    negated = build_dataset(DataConfig(samples_per_template=3, negated_rate=0.2), registry, templates)
+    assert negated.heldout == plain.heldout
+    added = [e for e in negated.train if e.template.startswith("negated/")]
+    assert sorted(map(repr, (e for e in negated.train if e not in added))) == sorted(map(repr, plain.train))
+    commands = [e for e in plain.train if e.kind in ("single", "relative") and e.text.split()[0] in IMPERATIVE_VERBS]
+    assert len(added) == int(0.2 * len(commands)) > 50
+    said = {(f"negated/{e.template}", n + e.text) for e in commands for n in NEGATORS}
+    assert all((e.template, e.text) in said and e.calls == () and e.kind == "negative" for e in added)
+    assert not {e.text.split()[0] for e in added} - {n.split()[0] for n in NEGATORS}
 
 
 def test_mix_of_kinds(dataset):

@@ -29,6 +29,16 @@ DATA_FORMAT = 2  # 2: split and sentences drawn per template
 
 JOINERS = (" and ", " and then ", " and also ", " then ", " plus ")
 
+# A command said with one of these in front asks for nothing: "dont unlock the doors".
+NEGATORS = ("dont ", "do not ", "please dont ", "please do not ")
+# First words that make a training command an imperative a negator can go in front of. Not "keep",
+# "leave" or "let": "dont leave the doors unlocked" is a command (lock them).
+IMPERATIVE_VERBS = frozenset(
+    "activate adjust blast boost bring bump call cancel change close connect cool crank crack cut decrease "
+    "dial dim disable drop enable end engage find flip fold give go heat increase kill lift lock lower "
+    "mute navigate open pause play pop put raise reduce resume ring roll run set show shut skip slide "
+    "start stop switch take tune turn unfold unlock warm wind".split())
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -39,6 +49,7 @@ class DataConfig:
     multi_call_fraction: float = 0.12   # positives joined two at a time
     out_of_range_rate: float = 0.06     # numbers sampled outside their range
     words_rate: float = 0.5             # numbers spoken as words rather than digits
+    negated_rate: float = 0.0           # training commands also said negated ("dont ..."), as negatives, per command
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,9 @@ def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet
                                  config.seed)
         neg_train += tr
         neg_held += he
-    train = tuple(_examples(config, registry, templates, train_t, neg_train, rng))
+    train = _examples(config, registry, templates, train_t, neg_train, rng)
     heldout = _examples(config, registry, templates, held_t, neg_held, rng)
+    train = tuple(_with_negated(config, train))
     # Two templates can produce the same sentence ("take me to work"); held out,
     # it would measure memory, not a phrasing the model never saw.
     seen = {e.text for e in train}
@@ -126,6 +138,21 @@ def _examples(config, registry, templates, positive_t, negative_t, rng) -> list[
             for _ in range(per_template):
                 negatives.append(Example(normalize(sample(t.tree, own, lambda slot: "")), (), t.key, "negative"))
     out = positives + multis + negatives
+    rng.shuffle(out)
+    return out
+
+
+def _with_negated(config: DataConfig, examples: list[Example]) -> list[Example]:
+    """examples plus negatives made from its commands by a negator in front ("dont open the trunk"):
+    the words of a command the car must not act on, shuffled in. Drawn from their own random stream,
+    so the other examples stay as they were."""
+    commands = [e for e in examples if e.kind in ("single", "relative") and e.text.split()[0] in IMPERATIVE_VERBS]
+    count = int(config.negated_rate * len(commands))
+    if not count:
+        return examples
+    rng = random.Random(f"{config.seed}|negated")
+    out = examples + [Example(rng.choice(NEGATORS) + e.text, (), f"negated/{e.template}", "negative")
+                      for e in rng.sample(commands, min(count, len(commands)))]
     rng.shuffle(out)
     return out
 
