@@ -57,8 +57,8 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
     from agent.toolchain.data import build_dataset
 
     heldout = list(build_dataset(recipe.data, registry, load_templates(templates_dir, registry)).heldout)
-    templates_sha = templates_hash(templates_dir)
     heldout = heldout[: recipe.evaluate.max_examples]
+    templates_sha = templates_hash(templates_dir)
     plans = [(variant(recipe, n), n, True) for n in sorted(set(config.removals))]
     if config.unhealed and recipe.prune.remove:
         plans.append((variant(recipe, recipe.prune.remove, heal=False), recipe.prune.remove, False))
