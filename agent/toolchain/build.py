@@ -58,6 +58,12 @@ def templates_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def provenance(recipe: Recipe, templates_sha: str) -> dict:
+    """What a built model records about how it was made: its recipe and its templates' hash
+    (`vehicle-agent-toolchain build --if-missing` compares them)."""
+    return {modelkeys.RECIPE: recipe.to_json(), modelkeys.TEMPLATES_SHA: templates_sha}
+
+
 def stage_key(*parts) -> str:
     blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -213,8 +219,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                     modelkeys.BASE_SHA: _sha256(base_path),
                     modelkeys.BASE_BLOCKS: base_blocks,
                     modelkeys.REMOVED: [i for i in range(base_blocks) if i not in kept],
-                    modelkeys.RECIPE: recipe.to_json(),
-                    modelkeys.TEMPLATES_SHA: templates_sha,
+                    **provenance(recipe, templates_sha),
                 },
             )
 
@@ -313,7 +318,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     # a fine-tune from the cache carries the recipe of the build that made it (another pruning, say)
     final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize,
-                     metadata={modelkeys.RECIPE: recipe.to_json(), modelkeys.TEMPLATES_SHA: templates_sha})
+                     metadata=provenance(recipe, templates_sha))
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
         check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)

@@ -51,8 +51,16 @@ def _logits(model, ids, mask, vocab):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0):
-    """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens.
+def _columns(vocab: torch.Tensor) -> torch.Tensor:
+    """Token id -> its column in the vocabulary-restricted logits."""
+    columns = torch.zeros(int(vocab.max()) + 1, dtype=torch.long)
+    columns[vocab] = torch.arange(len(vocab))
+    return columns
+
+
+def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None):
+    """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens
+    (columns: _columns(vocab), needed only then).
 
     batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
     predict an answer token (the next one in ids)."""
@@ -63,11 +71,9 @@ def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0):
     pred = F.log_softmax(logits / temperature, dim=-1)
     loss = ((target.exp() * (target - pred)).sum(-1) * weights).sum() / weights.sum()
     if label_weight and answers.any():
-        position = torch.zeros(int(vocab.max()) + 1, dtype=torch.long)  # token id -> its column in logits
-        position[vocab] = torch.arange(len(vocab))
         predicting = answers[:, :-1]
         chosen = F.log_softmax(logits[:, :-1][predicting], dim=-1)
-        loss = loss + label_weight * F.nll_loss(chosen, position[ids[:, 1:][predicting]])
+        loss = loss + label_weight * F.nll_loss(chosen, columns[ids[:, 1:][predicting]])
     return loss
 
 
@@ -92,6 +98,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
         emb = student.get_input_embeddings().weight
         emb.requires_grad_(False)  # the vocabulary stays as it is; the layers heal
         params = [p for p in student.parameters() if p.requires_grad]
+        columns = _columns(vocab)  # built once, not on every step
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1))
@@ -104,7 +111,8 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
             if not order:  # every batch once before any twice
                 order = list(range(len(batches)))
                 rng.shuffle(order)
-            loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight)
+            loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight,
+                         columns)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import modelkeys
 from agent.atomic import write_text
 from agent.registry import Registry
 from agent.toolchain.quantize import QuantizeConfig, quantize
@@ -52,7 +51,7 @@ def recommend(rows: list[dict], tolerance: float) -> int:
 def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir: Path, out_dir: Path,
           progress: bool = True) -> Path:
     from agent.templates import load_templates
-    from agent.toolchain.build import build, templates_hash
+    from agent.toolchain.build import build, provenance, templates_hash
     from agent.toolchain.evaluate import evaluate
     from agent.toolchain.data import build_dataset
 
@@ -85,9 +84,8 @@ def sweep(recipe: Recipe, config: SweepConfig, registry: Registry, templates_dir
         for ftype in extra:
             qconfig = QuantizeConfig(ftype=ftype, embedding_type="" if ftype == "f16" else recipe.quantize.embedding_type)
             # each file names the recipe that gives it: this variant's, quantized this way
-            metadata = {modelkeys.RECIPE: dataclasses.replace(plan, quantize=qconfig).to_json(),
-                        modelkeys.TEMPLATES_SHA: templates_sha}
-            path = quantize(result.exported, out_dir / plan.name / f"{plan.name}-{ftype}.gguf", qconfig, metadata)
+            path = quantize(result.exported, out_dir / plan.name / f"{plan.name}-{ftype}.gguf", qconfig,
+                            provenance(dataclasses.replace(plan, quantize=qconfig), templates_sha))
             rows.append(_row(removed, healed, ftype, path, evaluate(path, registry, heldout), report))
             if progress:
                 print(f"[sweep] {plan.name} {ftype}: exact match {rows[-1]['exact_match']:.3f}", flush=True)
