@@ -1,6 +1,9 @@
-"""`vehicle-agent-toolchain clean-cache`: the stage cache goes, the model stays."""
+"""`vehicle-agent-toolchain clean-cache` (the stage cache goes, the model stays) and recipe checks."""
+
+import pytest
 
 from agent.toolchain.cli import main
+from agent.toolchain.recipe import load_recipe
 from tests.conftest import REPO
 
 RECIPE = str(REPO / "models" / "recipes" / "tiny.yaml")
@@ -23,3 +26,26 @@ def test_clean_cache_refuses_a_bad_recipe(tmp_path, capsys):
     (tmp_path / "bad" / "cache").mkdir(parents=True)
     assert main(["clean-cache", "--recipe", str(tmp_path / "bad.yaml"), "--out", str(tmp_path)]) == 2
     assert "unknown recipe key" in capsys.readouterr().err and (tmp_path / "bad" / "cache").is_dir()
+
+
+@pytest.mark.parametrize("setting, wanted", [
+    ("finetune:\n  steps: '1200'\n", "finetune.steps must be an integer, not '1200'"),
+    ("finetune:\n  batch_size: 0\n", "finetune.batch_size must be above 0"),
+    ("data:\n  negated_rate: 1.5\n", "data.negated_rate must be between 0 and 1"),
+    ("heal:\n  steps: -5\n", "heal.steps must not be negative"),
+    ("vocab:\n  enabled: 'yes'\n", "vocab.enabled must be true or false"),
+    ("quantize:\n  ftype: q3_k\n", "quantize.ftype must be one of"),
+    ("prune: 5\n", "'prune' must be a mapping of settings"),
+    ("base: gemma2\n", "base must be one of gemma3-270m, tiny"),
+    ("- data\n- finetune\n", "a recipe is a mapping of stage names to settings, not list"),
+])
+def test_build_refuses_a_setting_out_of_range_before_any_stage_runs(tmp_path, capsys, setting, wanted):
+    (tmp_path / "bad.yaml").write_text(setting)
+    assert main(["build", "--recipe", str(tmp_path / "bad.yaml"), "--out", str(tmp_path)]) == 2
+    assert wanted in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # nothing built, no cache started
+
+
+def test_every_shipped_recipe_passes_the_checks():
+    for path in (REPO / "models" / "recipes").glob("*.yaml"):
+        assert load_recipe(path).name == path.stem

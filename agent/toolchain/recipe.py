@@ -15,8 +15,21 @@ from agent.toolchain.heal import HealConfig
 from agent.toolchain.model import TinyConfig
 from agent.toolchain.prune import PruneConfig
 from agent.toolchain.vocab import VocabConfig
-from agent.toolchain.quantize import QuantizeConfig
+from agent.toolchain.quantize import FTYPES, GGML_TYPES, QuantizeConfig
 from agent.toolchain.speech import SpeechConfig
+
+
+BASES = ("gemma3-270m", "tiny")
+# Which numbers a recipe may hold ("section.field"); every other number must be >= 0.
+FRACTIONS = {"data.heldout_fraction", "data.multi_call_fraction", "data.out_of_range_rate", "data.words_rate",
+             "data.negated_rate", "speech.discount_mass"}
+POSITIVE = {"data.samples_per_template", "vocab.general_words", "prune.max_block", "prune.calibration_examples",
+            "prune.batch_size", "heal.batch_size", "heal.temperature", "heal.threads", "finetune.steps",
+            "finetune.batch_size", "finetune.learning_rate", "finetune.threads", "finetune.max_length",
+            "quantize.threads", "evaluate.max_examples", "speech.samples_per_template", "tiny.hidden_size",
+            "tiny.intermediate_size", "tiny.num_hidden_layers", "tiny.num_attention_heads",
+            "tiny.num_key_value_heads", "tiny.head_dim"}
+CHOICES = {"quantize.ftype": tuple(FTYPES), "quantize.embedding_type": ("", *GGML_TYPES)}
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of stage names to settings, not {type(raw).__name__}")
     kwargs = {}
     hints = {f.name: f for f in dataclasses.fields(Recipe)}
     for key, value in raw.items():
@@ -56,13 +71,47 @@ def load_recipe(path: str | Path) -> Recipe:
             raise ConfigError(f"{path}: unknown recipe key {key!r} (known: {', '.join(hints)})")
         default = hints[key].default_factory() if hints[key].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key!r} must be a mapping of settings, not {value!r}")
             known = {f.name for f in dataclasses.fields(default)}
             unknown = set(value or {}) - known
             if unknown:
                 raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} in {key!r} (known: {', '.join(sorted(known))})")
-            kwargs[key] = dataclasses.replace(default, **(value or {}))
+            section = dataclasses.replace(default, **(value or {}))
+            for f in dataclasses.fields(section):
+                _check_value(path, f"{key}.{f.name}", getattr(section, f.name), f.default)
+            kwargs[key] = section
         else:
             kwargs[key] = value
     if "name" not in kwargs:
         kwargs["name"] = path.stem
+    if kwargs.get("base", Recipe.base) not in BASES:
+        raise ConfigError(f"{path}: base must be one of {', '.join(BASES)}, not {kwargs['base']!r}")
+    _check_value(path, "max_train_examples", kwargs.get("max_train_examples", 0), 0)
     return Recipe(**kwargs)
+
+
+def _check_value(path: Path, name: str, value, default) -> None:
+    """Refuse a setting of the wrong type or out of its range here, not an hour into the build."""
+    def refuse(why: str):
+        raise ConfigError(f"{path}: {name} {why}, not {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            refuse("must be true or false")
+        return
+    if isinstance(default, (int, float)):
+        wanted = int if isinstance(default, int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            refuse("must be an integer" if wanted is int else "must be a number")
+        if name in FRACTIONS and not 0 <= value <= 1:
+            refuse("must be between 0 and 1")
+        if name in POSITIVE and value <= 0:
+            refuse("must be above 0")
+        if value < 0:
+            refuse("must not be negative")
+        return
+    if isinstance(default, str) and not isinstance(value, str):
+        refuse("must be text")
+    if name in CHOICES and value not in CHOICES[name]:
+        refuse(f"must be one of {', '.join(repr(c) for c in CHOICES[name])}")
