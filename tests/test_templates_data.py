@@ -8,7 +8,8 @@ import pytest
 from agent.errors import ConfigError
 from agent.templates import load_templates, number_words, parse, speak_number
 from agent.textnorm import normalize
-from agent.toolchain.data import IMPERATIVE_VERBS, NEGATORS, DataConfig, build_dataset
+from agent.decoding import Call
+from agent.toolchain.data import IMPERATIVE_VERBS, NEGATORS, DataConfig, Example, build_dataset, contrast
 from tests.conftest import REPO
 
 TEMPLATES = REPO / "models" / "templates"
@@ -107,6 +108,46 @@ def test_negated_commands_are_training_negatives_and_change_nothing_else(registr
     said = {(f"negated/{e.template}", n + e.text) for e in commands for n in NEGATORS}
     assert all((e.template, e.text) in said and e.calls == () and e.kind == "negative" for e in added)
     assert not {e.text.split()[0] for e in added} - {n.split()[0] for n in NEGATORS}
+
+
+@pytest.mark.parametrize("text, function, args, said, flipped", [
+    ("roll down the window", "set_window_position", {"open_percent": "max"}, "roll up the window", {"open_percent": "min"}),
+    ("close the sunroof", "set_sunroof_position", {"open_percent": "min"}, "open the sunroof", {"open_percent": "max"}),
+    ("turn the volume down by 3", "adjust_volume", {"delta": -3}, "turn the volume up by 3", {"delta": 3}),
+    ("its too hot in here", "adjust_cabin_temperature", {"delta_celsius": "down"}, "its too cold in here",
+     {"delta_celsius": "up"}),
+    ("turn on the ac", "set_air_conditioning", {"on": True}, "turn off the ac", {"on": False}),
+    ("unlock the car", "set_door_lock", {"locked": False}, "lock the car", {"locked": True}),
+    ("switch off the seat heater for the passenger", "set_seat_heating_intensity", {"seat": "passenger", "level": 0},
+     "switch on the seat heater for the passenger", {"seat": "passenger", "level": "on"}),
+    # Left alone: nothing flips, the word does not decide, or the sentence names the value.
+    ("my seat is too hot", "set_seat_ventilation", {"level": "on"}, None, None),
+    ("turn the volume up to max", "set_volume", {"level": "max"}, None, None),
+    ("turn the temperature down to 20", "set_cabin_temperature", {"celsius": 20.0}, None, None),
+    ("set the seat heater on zero", "set_seat_heating_intensity", {"level": 0}, None, None),
+    ("the kids keep trying to open the back doors", "set_child_lock", {"on": True}, None, None),
+    ("turn the music up not down", "adjust_volume", {"delta": "up"}, None, None),
+])
+def test_contrast_swaps_the_deciding_word_and_flips_its_argument(registry, text, function, args, said, flipped):
+    made = contrast(registry, Example(text, (Call(function, args),), "t#1", "single"))
+    if said is None:
+        assert made is None
+    else:
+        assert (made.text, made.calls, made.template) == (said, (Call(function, flipped),), "contrast/t#1")
+
+
+def test_contrast_pairs_are_training_commands_only(registry, templates):
+    """contrast_rate adds contrast pairs of training commands to training; the held-out set only loses
+    a sentence that a pair now says (the model would have seen it)."""
+    plain = build_dataset(DataConfig(samples_per_template=3), registry, templates)
+    paired = build_dataset(DataConfig(samples_per_template=3, contrast_rate=0.5), registry, templates)
+    added = [e for e in paired.train if e.template.startswith("contrast/")]
+    assert sorted(map(repr, (e for e in paired.train if e not in added))) == sorted(map(repr, plain.train))
+    assert len(added) > 100
+    kept = set(map(repr, paired.heldout))
+    assert kept <= set(map(repr, plain.heldout))
+    assert {e.text for e in plain.heldout if repr(e) not in kept} <= {e.text for e in added}
+    assert {e.text for e in added}.isdisjoint(e.text for e in plain.train)
 
 
 def test_mix_of_kinds(dataset):

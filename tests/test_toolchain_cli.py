@@ -32,6 +32,7 @@ def test_clean_cache_refuses_a_bad_recipe(tmp_path, capsys):
     ("finetune:\n  steps: '1200'\n", "finetune.steps must be an integer, not '1200'"),
     ("finetune:\n  batch_size: 0\n", "finetune.batch_size must be above 0"),
     ("data:\n  negated_rate: 1.5\n", "data.negated_rate must be between 0 and 1"),
+    ("data:\n  contrast_rate: 2\n", "data.contrast_rate must be between 0 and 1"),
     ("heal:\n  steps: -5\n", "heal.steps must not be negative"),
     ("vocab:\n  enabled: 'yes'\n", "vocab.enabled must be true or false"),
     ("quantize:\n  ftype: q3_k\n", "quantize.ftype must be one of"),

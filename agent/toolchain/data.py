@@ -50,6 +50,7 @@ class DataConfig:
     out_of_range_rate: float = 0.06     # numbers sampled outside their range
     words_rate: float = 0.5             # numbers spoken as words rather than digits
     negated_rate: float = 0.0           # training commands also said negated ("dont ..."), as negatives, per command
+    contrast_rate: float = 0.0          # share of the training commands' contrast pairs (`contrast`) also trained on
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def build_dataset(config: DataConfig, registry: Registry, templates: TemplateSet
         neg_held += he
     train = _examples(config, registry, templates, train_t, neg_train, rng)
     heldout = _examples(config, registry, templates, held_t, neg_held, rng)
-    train = tuple(_with_negated(config, train))
+    train = tuple(_with_contrasts(config, registry, _with_negated(config, train)))
     # Two templates can produce the same sentence ("take me to work"); held out,
     # it would measure memory, not a phrasing the model never saw.
     seen = {e.text for e in train}
@@ -153,6 +154,90 @@ def _with_negated(config: DataConfig, examples: list[Example]) -> list[Example]:
     rng = random.Random(f"{config.seed}|negated")
     out = examples + [Example(rng.choice(NEGATORS) + e.text, (), f"negated/{e.template}", "negative")
                       for e in rng.sample(commands, min(count, len(commands)))]
+    rng.shuffle(out)
+    return out
+
+
+# Contrast pairs: a training command said with its deciding word swapped for the opposite, the answer
+# flipped ("roll down the window" -> "roll up the window", open -> closed). Which words may decide
+# depends on the argument: a direction or a change for a level or an amount, a switch for on/off.
+def _both_ways(pairs: dict[str, str]) -> dict[str, str]:
+    return pairs | {b: a for a, b in pairs.items()}
+
+
+DIRECTION_WORDS = _both_ways({"up": "down", "raise": "lower", "increase": "decrease", "louder": "quieter",
+                              "loud": "quiet", "brighter": "dimmer"})
+# Only for the cabin: "my seat is too hot" asks for ventilation, "too cold" for heating.
+CABIN_WORDS = _both_ways({"warmer": "cooler", "hotter": "colder", "hot": "cold"}) | {"colder": "warmer"}
+SWITCH_WORDS = _both_ways({"on": "off", "enable": "disable", "activate": "deactivate"})
+# A switch word says the state it asks for: "turn on" is True (or on), never False (or 0).
+SWITCHED_ON = frozenset({"on", "enable", "activate", "open", "lock", "fold"})
+NAMED_SWITCH_WORDS = {"open": _both_ways({"open": "close"}), "locked": _both_ways({"lock": "unlock"}),
+                      "folded": _both_ways({"fold": "unfold"})}
+SWITCHES = frozenset(SWITCH_WORDS).union(*NAMED_SWITCH_WORDS.values())
+# Sentences left alone: words naming the value itself ("turn it up to max" said the other way round
+# still says "max"), and verbs whose particle is not the direction ("fogging up", "cool it off",
+# "heat up the seat", "cut off the outside air", "fold the mirrors back out").
+UNFLIPPED_WORDS = frozenset("max maximum maximize min minimum minimize full high highest low lowest top bottom percent "
+                            "fog fogged fogging foggy condensation mist misted clear warm heat cool cooling chill "
+                            "shut cut out no".split())
+
+
+def _flip(arg: ArgSpec, value: Any) -> tuple[Any, dict[str, str]] | None:
+    """(the opposite value, the words that may say it) for an argument with an opposite: a direction,
+    an end of the range, on/off, a change by an amount; None for an absolute number or an enum."""
+    if arg.type == "bool":
+        return (not value), SWITCH_WORDS | NAMED_SWITCH_WORDS.get(arg.name, {})
+    if arg.type not in ("int", "number"):
+        return None
+    if value in ("up", "down", "max", "min") and is_symbolic(arg, value):
+        words = DIRECTION_WORDS | (NAMED_SWITCH_WORDS["open"] if arg.name == "open_percent" else {})
+        return {"up": "down", "down": "up", "max": "min", "min": "max"}[value], words
+    if arg.on_value is not None and (value == "on" or value == 0):
+        return (0 if value == "on" else "on"), SWITCH_WORDS
+    if arg.delta_of and isinstance(value, (int, float)) and value:
+        return -value, DIRECTION_WORDS
+    return None
+
+
+def contrast(registry: Registry, example: Example) -> Example | None:
+    """The example said with its one deciding word swapped for the opposite and the one argument it
+    decides flipped; None when the sentence has no such word, more than one, or the answer does not
+    turn on it."""
+    if example.kind not in ("single", "relative") or len(example.calls) != 1:
+        return None
+    call = example.calls[0]
+    spec = registry.get(call.function)
+    words = example.text.split()
+    if UNFLIPPED_WORDS & set(words):
+        return None
+    flips = {name: flip for name, value in call.args.items() if (flip := _flip(spec.arg(name), value))}
+    if len(flips) != 1:
+        return None
+    (name, (opposite, table)), = flips.items()
+    if "cabin_temperature" in spec.name and "up" in table:
+        table = table | CABIN_WORDS
+    deciding = [i for i, w in enumerate(words) if w in table]
+    if len(deciding) != 1:
+        return None
+    word = words[deciding[0]]
+    if word in SWITCHES and (word in SWITCHED_ON) != (call.args[name] in (True, "on", "max")):
+        return None  # "the seat heater on zero": the switch word does not say the value
+    words[deciding[0]] = table[word]
+    return Example(" ".join(words), (Call(call.function, call.args | {name: opposite}),),
+                   f"contrast/{example.template}", example.kind)
+
+
+def _with_contrasts(config: DataConfig, registry: Registry, examples: list[Example]) -> list[Example]:
+    """examples plus contrast pairs of a share of its commands (`contrast`), which make the model read
+    the word that decides the answer rather than the words around it. Their own random stream, so the
+    other examples stay as they were."""
+    if not config.contrast_rate:
+        return examples
+    rng = random.Random(f"{config.seed}|contrast")
+    said = {e.text for e in examples}
+    pairs = [c for e in examples if (c := contrast(registry, e)) is not None and c.text not in said]
+    out = examples + rng.sample(pairs, int(config.contrast_rate * len(pairs)))
     rng.shuffle(out)
     return out
 

@@ -22,7 +22,7 @@ from agent.toolchain.speech import SpeechConfig
 BASES = ("gemma3-270m", "tiny")
 # Which numbers a recipe may hold ("section.field"); every other number must be >= 0.
 FRACTIONS = {"data.heldout_fraction", "data.multi_call_fraction", "data.out_of_range_rate", "data.words_rate",
-             "data.negated_rate", "speech.discount_mass"}
+             "data.negated_rate", "data.contrast_rate", "speech.discount_mass"}
 POSITIVE = {"data.samples_per_template", "vocab.general_words", "prune.max_block", "prune.calibration_examples",
             "prune.batch_size", "heal.batch_size", "heal.temperature", "heal.threads", "finetune.steps",
             "finetune.batch_size", "finetune.learning_rate", "finetune.threads", "finetune.max_length",
