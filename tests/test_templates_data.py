@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
+from agent.decoding import Call
 from agent.errors import ConfigError
 from agent.templates import load_templates, number_words, parse, speak_number
 from agent.textnorm import normalize
-from agent.decoding import Call
 from agent.toolchain.data import IMPERATIVE_VERBS, NEGATORS, DataConfig, Example, build_dataset, contrast
 from tests.conftest import REPO
 

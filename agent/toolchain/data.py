@@ -169,12 +169,16 @@ DIRECTION_WORDS = _both_ways({"up": "down", "raise": "lower", "increase": "decre
                               "loud": "quiet", "brighter": "dimmer"})
 # Only for the cabin: "my seat is too hot" asks for ventilation, "too cold" for heating.
 CABIN_WORDS = _both_ways({"warmer": "cooler", "hotter": "colder", "hot": "cold"}) | {"colder": "warmer"}
-SWITCH_WORDS = _both_ways({"on": "off", "enable": "disable", "activate": "deactivate"})
-# A switch word says the state it asks for: "turn on" is True (or on), never False (or 0).
-SWITCHED_ON = frozenset({"on", "enable", "activate", "open", "lock", "fold"})
-NAMED_SWITCH_WORDS = {"open": _both_ways({"open": "close"}), "locked": _both_ways({"lock": "unlock"}),
-                      "folded": _both_ways({"fold": "unfold"})}
+# Switches, the word that turns a thing on first; named ones only for that argument.
+_SWITCH_PAIRS = {"on": "off", "enable": "disable", "activate": "deactivate"}
+_NAMED_SWITCH_PAIRS = {"open": {"open": "close"}, "locked": {"lock": "unlock"}, "folded": {"fold": "unfold"}}
+SWITCH_WORDS = _both_ways(_SWITCH_PAIRS)
+NAMED_SWITCH_WORDS = {name: _both_ways(pairs) for name, pairs in _NAMED_SWITCH_PAIRS.items()}
 SWITCHES = frozenset(SWITCH_WORDS).union(*NAMED_SWITCH_WORDS.values())
+# A switch word says the state it asks for: "turn on" is True (or on), never False (or 0).
+SWITCHED_ON = frozenset(_SWITCH_PAIRS).union(*_NAMED_SWITCH_PAIRS.values())
+# The symbolic values with an opposite: a direction, an end of the range.
+OPPOSITE_SYMBOLS = _both_ways({"up": "down", "max": "min"})
 # Sentences left alone: words naming the value itself ("turn it up to max" said the other way round
 # still says "max"), and verbs whose particle is not the direction ("fogging up", "cool it off",
 # "heat up the seat", "cut off the outside air", "fold the mirrors back out").
@@ -190,9 +194,9 @@ def _flip(arg: ArgSpec, value: Any) -> tuple[Any, dict[str, str]] | None:
         return (not value), SWITCH_WORDS | NAMED_SWITCH_WORDS.get(arg.name, {})
     if arg.type not in ("int", "number"):
         return None
-    if value in ("up", "down", "max", "min") and is_symbolic(arg, value):
+    if value in OPPOSITE_SYMBOLS and is_symbolic(arg, value):
         words = DIRECTION_WORDS | (NAMED_SWITCH_WORDS["open"] if arg.name == "open_percent" else {})
-        return {"up": "down", "down": "up", "max": "min", "min": "max"}[value], words
+        return OPPOSITE_SYMBOLS[value], words
     if arg.on_value is not None and (value == "on" or value == 0):
         return (0 if value == "on" else "on"), SWITCH_WORDS
     if arg.delta_of and isinstance(value, (int, float)) and value:
