@@ -37,6 +37,9 @@ class FinetuneConfig:
     # 0: full fine-tune; otherwise LoRA of this rank on every linear layer, merged after training.
     lora_rank: int = 0
     lora_alpha: float = 32.0
+    # Forward pass in bfloat16 (autocast; the LoRA weights, optimizer and loss stay float32): 1.44x
+    # the steps per second on this machine's AVX-512 BF16 CPU. Off for CPUs without native bfloat16.
+    bf16: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,10 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
             queue = length_bucketed(pairs, config.batch_size, rng)
         batch = [pairs[k] for k in queue.pop()]
         ids, mask, labels = _batch(batch, vocab_index, config.max_length, pad_id)
-        hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
-        logits = hidden @ rows.output_matrix(vocab_tensor).T
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
+            logits = hidden @ rows.output_matrix(vocab_tensor).T
+        logits = logits.float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)

@@ -1,0 +1,40 @@
+"""Fine-tuning in bfloat16 autocast learns as float32 does and hands back a float32 model."""
+
+import torch
+
+from agent.toolchain.finetune import FinetuneConfig, finetune
+from agent.toolchain.model import TinyConfig, tiny_model
+
+# Each prompt's answer is one of four tokens chosen by its second token: learnable in a few dozen steps.
+PAIRS = [([2, 10 + i, 30], [40 + i % 4, 1]) for i in range(16)]
+
+
+def _trained(bf16: bool):
+    torch.manual_seed(0)
+    model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    config = FinetuneConfig(steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, train_embeddings=True,
+                            bf16=bf16)
+    return finetune(model, PAIRS, config, functional_ids=[40, 41, 42, 43], progress=False)
+
+
+def _answer_accuracy(model) -> float:
+    ids = torch.tensor([p for p, _ in PAIRS])
+    with torch.no_grad():
+        predicted = model(input_ids=ids).logits[:, -1].argmax(-1)
+    return float((predicted == torch.tensor([t[0] for _, t in PAIRS])).float().mean())
+
+
+def test_bf16_fine_tune_learns_the_answers_and_keeps_float32_weights():
+    untrained = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    model, stats = _trained(bf16=True)
+    assert stats.final_loss < 0.5  # from about ln(vocabulary) = 3.8
+    assert _answer_accuracy(model) == 1.0 > _answer_accuracy(untrained)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_bf16_changes_the_arithmetic_not_the_outcome():
+    fp32_model, _ = _trained(bf16=False)
+    bf16_model, _ = _trained(bf16=True)
+    fp32_weights = dict(fp32_model.named_parameters())
+    assert any(not torch.equal(p, fp32_weights[name]) for name, p in bf16_model.named_parameters())
+    assert _answer_accuracy(fp32_model) == _answer_accuracy(bf16_model) == 1.0
