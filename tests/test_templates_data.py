@@ -168,3 +168,32 @@ def test_out_of_range_values_are_transcribed_not_clamped(registry, dataset):
             and (v < spec.arg(k).min or v > spec.arg(k).max)
             for k, v in call.args.items()
         ), example
+
+
+# Everyday phrasings the default model must have trained on, whichever templates the split holds out:
+# each is said by more than one template, so no single held-out template takes it away.
+EVERYDAY = [
+    ("warmer", "adjust_cabin_temperature", "delta_celsius", "up"),
+    ("cooler", "adjust_cabin_temperature", "delta_celsius", "down"),
+    ("louder", "adjust_volume", "delta", "up"),
+    ("quieter", "adjust_volume", "delta", "down"),
+    ("too quiet", "adjust_volume", "delta", "up"),
+    ("roll down", "set_window_position", "open_percent", "max"),
+    ("roll up", "set_window_position", "open_percent", "min"),
+    ("skip forward", "media_control", "action", "next"),
+    ("unlock the child", "set_child_lock", "on", False),
+]
+
+
+@pytest.fixture(scope="module")
+def default_training(registry, templates):
+    from agent.toolchain.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "models" / "recipes" / "default.yaml")
+    return build_dataset(recipe.data, registry, templates).train
+
+
+@pytest.mark.parametrize("phrase,function,arg,value", EVERYDAY, ids=[e[0] for e in EVERYDAY])
+def test_the_default_recipe_trains_on_everyday_phrasings(default_training, phrase, function, arg, value):
+    said = [e for e in default_training if len(e.calls) == 1 and f" {phrase} " in f" {e.text} "]
+    assert any(e.calls[0].function == function and e.calls[0].args.get(arg) == value for e in said), said[:5]
