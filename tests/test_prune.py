@@ -100,3 +100,25 @@ def test_healing_with_labels_learns_the_true_answer_not_only_the_teacher():
              HealConfig(steps=20, learning_rate=3e-3, label_weight=label_weight), progress=False)
         losses[label_weight] = answer_loss(student)
     assert losses[4.0] < losses[0.0] - 1.0, losses  # nats (the tiny model's logits are small: 5.7 -> 4.4)
+
+
+def test_healing_in_bf16_lowers_the_divergence_and_keeps_float32_weights():
+    import copy
+
+    from agent.toolchain.heal import HealConfig, heal
+
+    torch.manual_seed(5)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=4), vocab_size=300)
+    ids = torch.randint(5, 300, (8, 12))
+    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape), torch.zeros(ids.shape, dtype=torch.bool))
+    healed = {}
+    for bf16 in (False, True):
+        student = copy.deepcopy(teacher)
+        remove_layers(student, 1, 2)
+        stats = heal(student, teacher, [batch], [batch], torch.arange(300),
+                     HealConfig(steps=15, learning_rate=3e-3, bf16=bf16), progress=False)
+        assert stats.kl_after < stats.kl_before
+        healed[bf16] = student
+    assert {p.dtype for p in healed[True].parameters()} == {torch.float32}
+    fp32_weights = dict(healed[False].named_parameters())
+    assert any(not torch.equal(p, fp32_weights[n]) for n, p in healed[True].named_parameters())

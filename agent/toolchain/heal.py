@@ -34,6 +34,7 @@ class HealConfig:
     label_weight: float = 0.0    # pruned after fine-tuning: weight of the true answer's cross-entropy against the KL
     seed: int = 0
     threads: int = 2
+    bf16: bool = False           # forward passes in bfloat16 autocast, as finetune.bf16
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,19 @@ def _columns(vocab: torch.Tensor) -> torch.Tensor:
     return columns
 
 
-def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None):
+def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None, bf16=False):
     """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens
     (columns: _columns(vocab), needed only then).
 
     batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
     predict an answer token (the next one in ids)."""
     ids, mask, weights, answers = batch
-    with torch.no_grad():
-        target = F.log_softmax(_logits(teacher, ids, mask, vocab) / temperature, dim=-1)
-    logits = _logits(student, ids, mask, vocab)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad():
+            teacher_logits = _logits(teacher, ids, mask, vocab)
+        logits = _logits(student, ids, mask, vocab)
+    target = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    logits = logits.float()
     pred = F.log_softmax(logits / temperature, dim=-1)
     loss = ((target.exp() * (target - pred)).sum(-1) * weights).sum() / weights.sum()
     if label_weight and answers.any():
@@ -112,7 +116,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
                 order = list(range(len(batches)))
                 rng.shuffle(order)
             loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight,
-                         columns)
+                         columns, config.bf16)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
