@@ -38,3 +38,13 @@ def test_bf16_changes_the_arithmetic_not_the_outcome():
     fp32_weights = dict(fp32_model.named_parameters())
     assert any(not torch.equal(p, fp32_weights[name]) for name, p in bf16_model.named_parameters())
     assert _answer_accuracy(fp32_model) == _answer_accuracy(bf16_model) == 1.0
+
+
+def test_training_goes_to_the_gpu_when_torch_sees_one(monkeypatch):
+    from agent.toolchain.model import training_device
+
+    assert training_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device() == torch.device("cpu")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from gguf import GGUFReader
 
 from agent.decoding import functional_tokens
@@ -24,6 +25,7 @@ def test_report_has_every_stage(tiny_build):
     assert (result.report.parent / report["prune"]["heatmap"]).is_file()
     assert report["finetune"]["final_loss"] < 1.5
     assert report["evaluation"]["examples"] > 0
+    assert report["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # where it trained
     assert report["evaluation"]["exact_match"] >= report["evaluation"]["exact_match_literal"]
     evaluation = report["evaluation"]  # every miss is listed (the tiny model misses fewer than the cap)
     assert len(evaluation["misses"]) == round((1 - evaluation["exact_match"]) * evaluation["examples"])

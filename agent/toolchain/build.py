@@ -141,7 +141,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
 
     from agent.toolchain.finetune import finetune, init_functional_rows, output_vocab
     from agent.toolchain.heal import heal
-    from agent.toolchain.model import gguf_hparams, load_base, load_exported, shrink_vocabulary, state_arrays, tiny_model
+    from agent.toolchain.model import (gguf_hparams, load_base, load_exported, shrink_vocabulary, state_arrays,
+                                       tiny_model, training_device)
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
     from agent.toolchain.speech import speech_corpus, write_speech_lm
@@ -193,6 +194,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         model = load_base(base_path)
         if recipe.vocab.enabled:
             shrink_vocabulary(model, kept_vocab)
+    device = training_device()
+    model.to(device)
+    report["device"] = device.type
     base_blocks = model.config.num_hidden_layers
     base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
     stages.done("model", f": {base_blocks} blocks")

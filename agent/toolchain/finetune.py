@@ -56,7 +56,7 @@ def init_functional_rows(model, token_ids: list[int], descriptions: list[list[in
     with torch.no_grad():
         for token, words in zip(token_ids, descriptions):
             if words:
-                emb[token] = emb[torch.tensor(words)].mean(dim=0)
+                emb[token] = emb[torch.tensor(words, device=emb.device)].mean(dim=0)
 
 
 def _batch(pairs, vocab_index: dict[int, int], max_length: int, pad_id: int):
@@ -85,14 +85,17 @@ class FunctionalRows(torch.nn.Module):
     def __init__(self, embedding: torch.nn.Embedding, token_ids: list[int], train_all: bool = False):
         super().__init__()
         self.embedding = embedding
-        self.token_ids = torch.tensor(token_ids)
+        self.token_ids = torch.tensor(token_ids, device=embedding.weight.device)
         self.train_all = train_all
-        self._slot = {} if train_all else {t: i for i, t in enumerate(token_ids)}
+        # token id -> its trained row, -1 for every other token (all of them when the whole embedding trains)
+        self._slot = torch.full((embedding.weight.shape[0],), -1, dtype=torch.long, device=embedding.weight.device)
+        if not train_all:
+            self._slot[self.token_ids] = torch.arange(len(token_ids), device=embedding.weight.device)
         self.rows = torch.nn.Parameter(embedding.weight[self.token_ids].detach().clone(), requires_grad=not train_all)
         embedding.weight.requires_grad_(train_all)
 
     def _splice(self, ids: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        slots = torch.tensor([self._slot.get(int(t), -1) for t in ids.reshape(-1)]).reshape(ids.shape)
+        slots = self._slot[ids]
         functional = slots >= 0
         if not functional.any():
             return base
@@ -140,7 +143,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
     torch.manual_seed(config.seed)
     vocab = output_vocab(pairs, functional_ids)
     vocab_index = {t: i for i, t in enumerate(vocab)}
-    vocab_tensor = torch.tensor(vocab)
+    device = next(model.parameters()).device
+    vocab_tensor = torch.tensor(vocab, device=device)
     peft_model = None
     if config.lora_rank:
         from peft import LoraConfig, get_peft_model
@@ -162,8 +166,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         if not queue:
             queue = length_bucketed(pairs, config.batch_size, rng)
         batch = [pairs[k] for k in queue.pop()]
-        ids, mask, labels = _batch(batch, vocab_index, config.max_length, pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        ids, mask, labels = (t.to(device) for t in _batch(batch, vocab_index, config.max_length, pad_id))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
             logits = hidden @ rows.output_matrix(vocab_tensor).T
         logits = logits.float()

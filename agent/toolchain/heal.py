@@ -54,8 +54,8 @@ def _logits(model, ids, mask, vocab):
 
 def _columns(vocab: torch.Tensor) -> torch.Tensor:
     """Token id -> its column in the vocabulary-restricted logits."""
-    columns = torch.zeros(int(vocab.max()) + 1, dtype=torch.long)
-    columns[vocab] = torch.arange(len(vocab))
+    columns = torch.zeros(int(vocab.max()) + 1, dtype=torch.long, device=vocab.device)
+    columns[vocab] = torch.arange(len(vocab), device=vocab.device)
     return columns
 
 
@@ -65,8 +65,9 @@ def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns
 
     batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
     predict an answer token (the next one in ids)."""
-    ids, mask, weights, answers = batch
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = vocab.device
+    ids, mask, weights, answers = (t.to(device) for t in batch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         with torch.no_grad():
             teacher_logits = _logits(teacher, ids, mask, vocab)
         logits = _logits(student, ids, mask, vocab)
@@ -92,6 +93,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
     """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
+    vocab = vocab.to(next(student.parameters()).device)  # the batches follow it there
     teacher.eval()
     student.eval()
     before = mean_kl(student, teacher, held_out, vocab, config.temperature)

@@ -22,6 +22,11 @@ class TinyConfig:
     seed: int = 0
 
 
+def training_device() -> torch.device:
+    """Where the toolchain trains: the GPU when torch sees one (an integrator's workstation), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_base(gguf_path: str | Path) -> Gemma3ForCausalLM:
     """The base model in float32 (dequantized from the shipped GGUF), trainable."""
     path = Path(gguf_path)
