@@ -170,8 +170,8 @@ def test_out_of_range_values_are_transcribed_not_clamped(registry, dataset):
         ), example
 
 
-# Everyday phrasings the default model must have trained on, whichever templates the split holds out:
-# each is said by more than one template, so no single held-out template takes it away.
+# Everyday phrasings the default recipe must train on, with the right direction: the split once held out
+# every template saying four of them ("warmer", "too quiet", "skip forward", "unlock the child").
 EVERYDAY = [
     ("warmer", "adjust_cabin_temperature", "delta_celsius", "up"),
     ("cooler", "adjust_cabin_temperature", "delta_celsius", "down"),

@@ -38,7 +38,7 @@ class FinetuneConfig:
     lora_rank: int = 0
     lora_alpha: float = 32.0
     # Forward pass in bfloat16 (autocast; the LoRA weights, optimizer and loss stay float32): 1.44x
-    # the steps per second on this machine's AVX-512 BF16 CPU. Off for CPUs without native bfloat16.
+    # the steps per second on an AVX-512 BF16 CPU, but the default recipe lost accuracy with it (see there).
     bf16: bool = False
 
 
@@ -143,7 +143,7 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
     torch.manual_seed(config.seed)
     vocab = output_vocab(pairs, functional_ids)
     vocab_index = {t: i for i, t in enumerate(vocab)}
-    device = next(model.parameters()).device
+    device = model.device
     vocab_tensor = torch.tensor(vocab, device=device)
     peft_model = None
     if config.lora_rank:

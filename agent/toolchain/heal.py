@@ -93,7 +93,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
     """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss."""
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
-    vocab = vocab.to(next(student.parameters()).device)  # the batches follow it there
+    vocab = vocab.to(student.device)  # the batches follow it there
     teacher.eval()
     student.eval()
     before = mean_kl(student, teacher, held_out, vocab, config.temperature)

@@ -35,9 +35,8 @@ def angular_distances(model, batches, max_block: int) -> np.ndarray:
     layers = model.config.num_hidden_layers
     total = np.zeros((max_block + 1, layers))
     count = 0.0
-    device = next(model.parameters()).device
     for ids, mask in batches:
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = ids.to(model.device), mask.to(model.device)
         hidden = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         weights = mask.to(torch.float64)
         states = [h.to(torch.float64) for h in hidden[:layers]]  # inputs of layers 0..L-1
