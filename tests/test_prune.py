@@ -122,3 +122,50 @@ def test_healing_in_bf16_lowers_the_divergence_and_keeps_float32_weights():
     assert {p.dtype for p in healed[True].parameters()} == {torch.float32}
     fp32_weights = dict(healed[False].named_parameters())
     assert any(not torch.equal(p, fp32_weights[n]) for n, p in healed[True].named_parameters())
+
+
+def test_the_student_run_from_a_block_on_the_teachers_hidden_state_gives_its_own_logits():
+    """Healing only the blocks from `first` on starts the student from the teacher's hidden state there:
+    with the blocks below shared, that must be exactly the student's own forward pass."""
+    import copy
+
+    from agent.toolchain.heal import _logits, _student_logits
+
+    torch.manual_seed(7)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=300)
+    student = copy.deepcopy(teacher)
+    remove_layers(student, 3, 2)  # the student's block 3 is the teacher's 5
+    ids = torch.randint(5, 300, (4, 10))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding, as the batches have
+    vocab = torch.arange(300)
+    with torch.no_grad():
+        whole = _logits(student, ids, mask, vocab)
+        entering = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        for first in (1, 3):
+            from_block = _student_logits(student, entering[first], mask, vocab, first)
+            assert torch.allclose(from_block, whole, atol=1e-5), first
+        assert not torch.allclose(_student_logits(student, entering[4], mask, vocab, 3), whole, atol=1e-3)
+    assert student.config.num_hidden_layers == len(student.model.layers) == 4  # restored
+
+
+def test_healing_the_blocks_near_the_cut_leaves_the_ones_below_untouched_and_still_heals():
+    import copy
+
+    from agent.toolchain.heal import HealConfig, heal
+
+    torch.manual_seed(5)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=300)
+    ids = torch.randint(5, 300, (8, 12))
+    batch = (ids, torch.ones_like(ids), torch.ones(ids.shape), torch.zeros(ids.shape, dtype=torch.bool))
+    student = copy.deepcopy(teacher)
+    remove_layers(student, 3, 2)
+    before = copy.deepcopy(student.state_dict())
+    stats = heal(student, teacher, [batch], [batch], torch.arange(300),
+                 HealConfig(steps=15, learning_rate=3e-3, blocks_before_cut=1), progress=False, cut=3)
+    assert stats.first_trained_block == 2 and stats.kl_after < stats.kl_before
+    after = student.state_dict()
+    changed = {name.split(".")[2] for name in after
+               if name.startswith("model.layers.") and not torch.equal(after[name], before[name])}
+    assert changed == {"2", "3"}, changed  # the block before the cut and the one after it
+    assert all(p.requires_grad for p in student.parameters())  # handed back trainable

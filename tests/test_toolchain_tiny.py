@@ -186,14 +186,17 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
 
     recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
     recipe = dataclasses.replace(recipe, prune=dataclasses.replace(recipe.prune, after_finetune=True),
-                                 heal=dataclasses.replace(recipe.heal, steps=30, learning_rate=3e-4), speech=dataclasses.replace(
-                                     recipe.speech, enabled=False))
+                                 # as the default recipe heals: the block before the cut and those after it
+                                 heal=dataclasses.replace(recipe.heal, steps=30, learning_rate=3e-4, blocks_before_cut=1,
+                                                          teacher_bf16=True),
+                                 speech=dataclasses.replace(recipe.speech, enabled=False))
     cache = tmp_path / "cache"
     result = build(recipe, registry, REPO / "models" / "templates", tmp_path / "a", progress=False, cache=cache)
     report = json.loads(result.report.read_text())
     assert list(report["stage_seconds"])[:7] == ["data", "vocab", "model", "finetune", "export", "prune", "heal"]
     assert report["prune"]["after_finetune"] and report["blocks"] == 4 and len(report["prune"]["removed"]) == 2
     assert report["heal"]["kl_after"] < report["heal"]["kl_before"], report["heal"]
+    assert report["heal"]["first_trained_block"] == max(0, report["prune"]["removed"][0] - 1)
     reader = GGUFReader(str(result.model))
     assert reader.fields["gemma3.block_count"].contents() == 4
     assert list(reader.fields["gemma3.attention.sliding_window_pattern"].contents()) == [

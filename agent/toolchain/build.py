@@ -244,7 +244,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         report["heal"] = None
         if teacher is not None:
             report["heal"] = dataclasses.asdict(heal(student, teacher, heal_batches, held, vocab, recipe.heal,
-                                                     progress=progress))
+                                                     progress=progress, cut=start))
             del teacher
         stages.done("heal", f": KL to the unpruned model {report['heal']['kl_before']:.4f} -> "
                             f"{report['heal']['kl_after']:.4f}" if report["heal"] else "")

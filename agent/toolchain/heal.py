@@ -8,6 +8,11 @@ teacher is the fine-tuned model and the text is the training pairs, the
 positions that predict the answer weighted up (`answer_weight`), and the
 student may also learn the true answer itself (`label_weight`: cross-entropy
 on the answer tokens), so it is not bound to copy the teacher's mistakes.
+
+With `blocks_before_cut` the heal trains only the blocks next to the cut: the
+last few before the removed span and every one after it. The blocks below stay
+the teacher's own, so the teacher's pass through them serves both models and
+the student runs (and back-propagates through) only the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +41,11 @@ class HealConfig:
     seed: int = 0
     threads: int = 2
     bf16: bool = False           # forward passes in bfloat16 autocast, as finetune.bf16
+    teacher_bf16: bool = False   # only the teacher's forward pass (no gradient flows through it) in bfloat16
+    # Train only this many blocks before the cut (and every block after it); None: every block. The frozen
+    # blocks below stay equal to the teacher's, so their pass is computed once, by the teacher, and the
+    # student neither runs nor back-propagates through them.
+    blocks_before_cut: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,35 @@ class HealStats:
     kl_before: float
     kl_after: float
     seconds: float
+    first_trained_block: int = 0
 
 
 def _logits(model, ids, mask, vocab):
-    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    return _project(model, model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state,
+                    vocab)
+
+
+@contextmanager
+def _blocks_from(model, first: int):
+    """Make model's stack its blocks from `first` on, for the duration (no KV cache is used)."""
+    inner, config = model.model, model.config
+    layers, types, count = inner.layers, config.layer_types, config.num_hidden_layers
+    inner.layers = torch.nn.ModuleList(list(layers)[first:])
+    config.layer_types, config.num_hidden_layers = types[first:], count - first
+    try:
+        yield
+    finally:
+        inner.layers, config.layer_types, config.num_hidden_layers = layers, types, count
+
+
+def _student_logits(student, entering, mask, vocab, first: int):
+    """The student's logits from `entering`, the hidden state that enters its block `first`."""
+    with _blocks_from(student, first):
+        hidden = student.model(inputs_embeds=entering, attention_mask=mask, use_cache=False).last_hidden_state
+    return _project(student, hidden, vocab)
+
+
+def _project(model, hidden, vocab):
     logits = hidden @ model.get_input_embeddings().weight[vocab].T
     softcap = getattr(model.config, "final_logit_softcapping", None)
     return torch.tanh(logits / softcap) * softcap if softcap else logits
@@ -59,18 +95,28 @@ def _columns(vocab: torch.Tensor) -> torch.Tensor:
     return columns
 
 
-def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None, bf16=False):
+def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None, bf16=False, first=0,
+          teacher_bf16=False):
     """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens
     (columns: _columns(vocab), needed only then).
 
     batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
-    predict an answer token (the next one in ids)."""
+    predict an answer token (the next one in ids). The student's blocks below `first` must equal the
+    teacher's: the student starts from the hidden state the teacher computed there."""
     device = vocab.device
     ids, mask, weights, answers = (t.to(device) for t in batch)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        with torch.no_grad():
-            teacher_logits = _logits(teacher, ids, mask, vocab)
-        logits = _logits(student, ids, mask, vocab)
+
+    def autocast(enabled: bool):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    with torch.no_grad(), autocast(bf16 or teacher_bf16):
+        out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(first), use_cache=False)
+        teacher_logits = _project(teacher, out.last_hidden_state, vocab)
+    with autocast(bf16):
+        if first:
+            logits = _student_logits(student, out.hidden_states[first].float(), mask, vocab, first)
+        else:
+            logits = _logits(student, ids, mask, vocab)
     target = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     logits = logits.float()
     pred = F.log_softmax(logits / temperature, dim=-1)
@@ -88,10 +134,20 @@ def mean_kl(student, teacher, batches, vocab, temperature=1.0) -> float:
     return sum(values) / max(len(values), 1)
 
 
+def first_trained_block(config: HealConfig, cut: int) -> int:
+    """The student's first block the heal trains, given the cut: the student's first block after the
+    removed span (the blocks before it are the teacher's own)."""
+    if config.blocks_before_cut is None:
+        return 0
+    return max(0, cut - config.blocks_before_cut)
+
+
 def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, config: HealConfig,
-         progress: bool = True) -> HealStats:
-    """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss."""
+         progress: bool = True, cut: int = 0) -> HealStats:
+    """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss.
+    cut: the student's first block after the removed span; its blocks before it are the teacher's."""
     torch.set_num_threads(config.threads)
+    first = first_trained_block(config, cut)
     rng = random.Random(config.seed)
     vocab = vocab.to(student.device)  # the batches follow it there
     teacher.eval()
@@ -103,6 +159,9 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
             p.requires_grad_(True)
         emb = student.get_input_embeddings().weight
         emb.requires_grad_(False)  # the vocabulary stays as it is; the layers heal
+        frozen = [p for layer in list(student.model.layers)[:first] for p in layer.parameters()]
+        for p in frozen:
+            p.requires_grad_(False)
         params = [p for p in student.parameters() if p.requires_grad]
         columns = _columns(vocab)  # built once, not on every step
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
@@ -118,7 +177,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
                 order = list(range(len(batches)))
                 rng.shuffle(order)
             loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight,
-                         columns, config.bf16)
+                         columns, config.bf16, first, config.teacher_bf16)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -126,6 +185,7 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
             schedule.step()
             bar.set_postfix(kl=f"{float(loss.detach()):.4f}", refresh=False)
         student.eval()
-        emb.requires_grad_(True)
+        for p in [emb, *frozen]:
+            p.requires_grad_(True)
     after = mean_kl(student, teacher, held_out, vocab, config.temperature)
-    return HealStats(config.steps, before, after, time.monotonic() - started)
+    return HealStats(config.steps, before, after, time.monotonic() - started, first)

@@ -29,6 +29,8 @@ POSITIVE = {"data.samples_per_template", "vocab.general_words", "prune.max_block
             "quantize.threads", "evaluate.max_examples", "speech.samples_per_template", "tiny.hidden_size",
             "tiny.intermediate_size", "tiny.num_hidden_layers", "tiny.num_attention_heads",
             "tiny.num_key_value_heads", "tiny.head_dim"}
+# Settings that may be null (their default), else a whole number >= 0.
+OPTIONAL_COUNTS = {"heal.blocks_before_cut"}
 CHOICES = {"quantize.ftype": tuple(FTYPES), "quantize.embedding_type": ("", *GGML_TYPES)}
 
 
@@ -96,6 +98,10 @@ def _check_value(path: Path, name: str, value, default) -> None:
     def refuse(why: str):
         raise ConfigError(f"{path}: {name} {why}, not {value!r}")
 
+    if name in OPTIONAL_COUNTS:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            refuse("must be null or a whole number, 0 or more")
+        return
     if isinstance(default, bool):
         if not isinstance(value, bool):
             refuse("must be true or false")
