@@ -61,7 +61,9 @@ def compare_models(models: list[Path], registry, runtime, cases, threads: int, p
 
     out = {}
     for path in models:
-        model = CommandModel(path, registry, threads=threads)
+        # at the daemon's abstention thresholds, as the runtime's own model: the same scoring for every build
+        model = CommandModel(path, registry, threads=threads, min_confidence=runtime.model.min_confidence,
+                             min_argument_confidence=runtime.model.min_argument_confidence)
         model.warm_up()
         decodes = []
 
@@ -73,7 +75,8 @@ def compare_models(models: list[Path], registry, runtime, cases, threads: int, p
         tokens, ms = sum(d.output_tokens for d in decodes), sum(d.decode_ms for d in decodes)
         entry.update(mib=round(path.stat().st_size / 2**20, 1), blocks=int(model.llm.metadata.get("gemma3.block_count", 0)),
                      decode_tokens_per_s=round(tokens / max(ms / 1000, 1e-9), 1))
-        out[path.stem] = entry
+        name = path.stem if path.stem not in out else f"{path.parent.name}/{path.stem}"  # default.gguf twice
+        out[name] = entry
         progress(f"compared: {path.name}")
         del model
     return out

@@ -32,3 +32,7 @@ def test_bench_writes_json_and_plot(tiny_build, tmp_path):
     assert decoders["hassil"]["passed"] >= 2  # "lock the doors" and "hello"
     assert decoders["json_tool_calling"]["prompt_prefix_tokens"] > 500  # every schema is in the prompt
     assert list(report["models"]) == [result.model.stem] and report["models"][result.model.stem]["mib"] > 0
+    # the model compared as a build is scored as the daemon's decoder is: the same thresholds, the same figures
+    as_build = report["models"][result.model.stem]
+    for key in ("passed", "false_actuations", "wrong_actuations"):
+        assert as_build[key] == decoders["functional_tokens"][key], key
