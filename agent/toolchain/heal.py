@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agent.toolchain.prune import set_layer_stack
+
 
 @dataclass(frozen=True)
 class HealConfig:
@@ -65,14 +67,12 @@ def _logits(model, ids, mask, vocab):
 @contextmanager
 def _blocks_from(model, first: int):
     """Make model's stack its blocks from `first` on, for the duration (no KV cache is used)."""
-    inner, config = model.model, model.config
-    layers, types, count = inner.layers, config.layer_types, config.num_hidden_layers
-    inner.layers = torch.nn.ModuleList(list(layers)[first:])
-    config.layer_types, config.num_hidden_layers = types[first:], count - first
+    layers, types = list(model.model.layers), list(model.config.layer_types)
+    set_layer_stack(model, layers[first:], types[first:])
     try:
         yield
     finally:
-        inner.layers, config.layer_types, config.num_hidden_layers = layers, types, count
+        set_layer_stack(model, layers, types)
 
 
 def _student_logits(student, entering, mask, vocab, first: int):

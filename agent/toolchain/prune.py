@@ -61,14 +61,20 @@ def choose_block(table: np.ndarray, n: int) -> int:
     return int(np.nanargmin(row))
 
 
+def set_layer_stack(model, layers: list, layer_types: list[str]) -> None:
+    """Make `layers` the model's decoder stack: the forward pass runs config.num_hidden_layers of
+    model.model.layers, each with its config.layer_types entry's attention mask."""
+    model.model.layers = torch.nn.ModuleList(layers)
+    model.config.layer_types = list(layer_types)
+    model.config.num_hidden_layers = len(layers)
+
+
 def remove_layers(model, start: int, n: int) -> list[int]:
     """Remove layers start..start+n-1 in place; returns the kept original indices."""
     layers = list(model.model.layers)
     kept = [i for i in range(len(layers)) if not start <= i < start + n]
     types = list(model.config.layer_types)
-    model.model.layers = torch.nn.ModuleList(layers[i] for i in kept)
-    model.config.layer_types = [types[i] for i in kept]
-    model.config.num_hidden_layers = len(kept)
+    set_layer_stack(model, [layers[i] for i in kept], [types[i] for i in kept])
     for new_index, layer in enumerate(model.model.layers):
         layer.self_attn.layer_idx = new_index  # the KV cache is indexed by position in the stack
     return kept
