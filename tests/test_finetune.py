@@ -48,3 +48,19 @@ def test_training_goes_to_the_gpu_when_torch_sees_one(monkeypatch):
     assert training_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert training_device() == torch.device("cpu")
+
+
+def _lora_trained(dropout: float):
+    torch.manual_seed(0)
+    model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    config = FinetuneConfig(steps=80, batch_size=8, learning_rate=3e-3, warmup_steps=5, train_embeddings=True,
+                            lora_rank=8, lora_dropout=dropout)
+    return finetune(model, PAIRS, config, functional_ids=[40, 41, 42, 43], progress=False)[0]
+
+
+def test_lora_dropout_regularises_the_training_yet_it_still_learns_the_answers():
+    plain, dropped, again = _lora_trained(0.0), _lora_trained(0.3), _lora_trained(0.3)
+    plain_weights, again_weights = dict(plain.named_parameters()), dict(again.named_parameters())
+    assert any(not torch.equal(p, plain_weights[name]) for name, p in dropped.named_parameters())  # the setting acts
+    assert all(torch.equal(p, again_weights[name]) for name, p in dropped.named_parameters())  # from the seed alone
+    assert _answer_accuracy(plain) == _answer_accuracy(dropped) == 1.0

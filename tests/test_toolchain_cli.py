@@ -37,6 +37,8 @@ def test_clean_cache_refuses_a_bad_recipe(tmp_path, capsys):
     ("heal:\n  blocks_before_cut: -1\n", "heal.blocks_before_cut must be null or a whole number, 0 or more"),
     ("heal:\n  blocks_before_cut: 2.5\n", "heal.blocks_before_cut must be null or a whole number"),
     ("heal:\n  teacher_bf16: 1\n", "heal.teacher_bf16 must be true or false"),
+    ("finetune:\n  lora_dropout: 1.0\n", "finetune.lora_dropout must be 0 or more and below 1"),
+    ("finetune:\n  lora_dropout: -0.1\n", "finetune.lora_dropout must be 0 or more and below 1"),
     ("vocab:\n  enabled: 'yes'\n", "vocab.enabled must be true or false"),
     ("quantize:\n  ftype: q3_k\n", "quantize.ftype must be one of"),
     ("prune: 5\n", "'prune' must be a mapping of settings"),
@@ -53,3 +55,27 @@ def test_build_refuses_a_setting_out_of_range_before_any_stage_runs(tmp_path, ca
 def test_every_shipped_recipe_passes_the_checks():
     for path in (REPO / "models" / "recipes").glob("*.yaml"):
         assert load_recipe(path).name == path.stem
+
+
+def test_a_model_built_before_a_setting_existed_counts_as_built_from_the_recipe_that_leaves_it_at_its_default():
+    """`--if-missing` must not rebuild (for most of an hour) because a release added a setting whose default
+    reproduces the old build; any real difference, or a setting this release does not know, still rebuilds."""
+    import copy
+    import dataclasses
+
+    from agent.toolchain.recipe import same_recipe
+
+    recipe = load_recipe(REPO / "models" / "recipes" / "default.yaml")
+    recorded = recipe.to_json()
+    older = copy.deepcopy(recorded)
+    del older["finetune"]["lora_dropout"]  # as a model built before the setting existed records it
+    assert same_recipe(recorded, recipe) and same_recipe(older, recipe)
+    with_dropout = dataclasses.replace(recipe, finetune=dataclasses.replace(recipe.finetune, lora_dropout=0.1))
+    assert not same_recipe(older, with_dropout)
+    other_steps = copy.deepcopy(older)
+    other_steps["finetune"]["steps"] += 1
+    assert not same_recipe(other_steps, recipe)
+    unknown = copy.deepcopy(recorded)
+    unknown["heal"]["a_setting_from_a_later_release"] = 1
+    assert not same_recipe(unknown, recipe)
+    assert not same_recipe(None, recipe) and not same_recipe(["not", "a", "recipe"], recipe)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return _clean_cache(args)
     from agent.registry import load_registry
     from agent.toolchain.build import build, templates_hash
-    from agent.toolchain.recipe import load_recipe
+    from agent.toolchain.recipe import load_recipe, same_recipe
 
     from agent import manifest, paths
     from agent.voice.domain import speech_lm_path
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             manifest.verify(existing)
             if recipe.speech.enabled:
                 manifest.verify(speech)
-            if built_from(existing) == (json.loads(json.dumps(recipe.to_json())), templates_hash(args.templates)):
+            recorded_recipe, recorded_templates = built_from(existing)
+            if same_recipe(recorded_recipe, recipe) and recorded_templates == templates_hash(args.templates):
                 print(f"model: {existing} (already built)")
                 return 0
             print(f"model: {existing} was built from another version of {args.recipe} or of the templates: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ POSITIVE = {"data.samples_per_template", "vocab.general_words", "prune.max_block
             "quantize.threads", "evaluate.max_examples", "speech.samples_per_template", "tiny.hidden_size",
             "tiny.intermediate_size", "tiny.num_hidden_layers", "tiny.num_attention_heads",
             "tiny.num_key_value_heads", "tiny.head_dim"}
+# Fractions that must stay below 1 (dropping every input would train nothing).
+BELOW_ONE = {"finetune.lora_dropout"}
 # Settings that may be null (their default), else a whole number >= 0.
 OPTIONAL_COUNTS = {"heal.blocks_before_cut"}
 CHOICES = {"quantize.ftype": tuple(FTYPES), "quantize.embedding_type": ("", *GGML_TYPES)}
@@ -64,6 +67,13 @@ def load_recipe(path: str | Path) -> Recipe:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from None
+    return recipe_from_mapping(raw, path)
+
+
+def recipe_from_mapping(raw, source: str | Path) -> Recipe:
+    """A recipe from its settings (a recipe file's YAML, or the JSON a built model records), checked;
+    settings it leaves out take their defaults. source names it in errors."""
+    path = Path(source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of stage names to settings, not {type(raw).__name__}")
     kwargs = {}
@@ -93,6 +103,19 @@ def load_recipe(path: str | Path) -> Recipe:
     return Recipe(**kwargs)
 
 
+def same_recipe(recorded: dict | None, recipe: Recipe) -> bool:
+    """Whether the recipe a model records is this one. A setting added since the model was built counts
+    as the same when this recipe leaves it at its default, which reproduces the older build."""
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        then = recipe_from_mapping(recorded, "the model's recorded recipe")
+    except (ConfigError, TypeError):
+        return False
+    normal = lambda r: json.loads(json.dumps(r.to_json()))  # tuples and lists compare alike
+    return normal(then) == normal(recipe)
+
+
 def _check_value(path: Path, name: str, value, default) -> None:
     """Refuse a setting of the wrong type or out of its range here, not an hour into the build."""
     def refuse(why: str):
@@ -112,6 +135,8 @@ def _check_value(path: Path, name: str, value, default) -> None:
             refuse("must be an integer" if wanted is int else "must be a number")
         if name in FRACTIONS and not 0 <= value <= 1:
             refuse("must be between 0 and 1")
+        if name in BELOW_ONE and not 0 <= value < 1:
+            refuse("must be 0 or more and below 1")
         if name in POSITIVE and value <= 0:
             refuse("must be above 0")
         if value < 0:
