@@ -9,11 +9,12 @@ from agent.toolchain.model import TinyConfig, tiny_model
 PAIRS = [([2, 10 + i, 30], [40 + i % 4, 1]) for i in range(16)]
 
 
-def _trained(bf16: bool):
+def _trained(steps: int = 60, **settings):
+    """A tiny model fine-tuned on PAIRS from seed 0; settings are FinetuneConfig fields."""
     torch.manual_seed(0)
     model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
-    config = FinetuneConfig(steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, train_embeddings=True,
-                            bf16=bf16)
+    config = FinetuneConfig(steps=steps, batch_size=8, learning_rate=3e-3, warmup_steps=5, train_embeddings=True,
+                            **settings)
     return finetune(model, PAIRS, config, functional_ids=[40, 41, 42, 43], progress=False)
 
 
@@ -51,11 +52,7 @@ def test_training_goes_to_the_gpu_when_torch_sees_one(monkeypatch):
 
 
 def _lora_trained(dropout: float):
-    torch.manual_seed(0)
-    model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
-    config = FinetuneConfig(steps=80, batch_size=8, learning_rate=3e-3, warmup_steps=5, train_embeddings=True,
-                            lora_rank=8, lora_dropout=dropout)
-    return finetune(model, PAIRS, config, functional_ids=[40, 41, 42, 43], progress=False)[0]
+    return _trained(steps=80, lora_rank=8, lora_dropout=dropout)[0]
 
 
 def test_lora_dropout_regularises_the_training_yet_it_still_learns_the_answers():
