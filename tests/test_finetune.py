@@ -2,7 +2,7 @@
 
 import torch
 
-from agent.toolchain.finetune import FinetuneConfig, finetune
+from agent.toolchain.finetune import FinetuneConfig, SentenceDropout, finetune
 from agent.toolchain.model import TinyConfig, tiny_model
 
 # Each prompt's answer is one of four tokens chosen by its second token: learnable in a few dozen steps.
@@ -51,8 +51,8 @@ def test_training_goes_to_the_gpu_when_torch_sees_one(monkeypatch):
     assert training_device() == torch.device("cpu")
 
 
-def _lora_trained(dropout: float):
-    return _trained(steps=80, lora_rank=8, lora_dropout=dropout)[0]
+def _lora_trained(dropout: float, shape: str = "element"):
+    return _trained(steps=80, lora_rank=8, lora_dropout=dropout, lora_dropout_shape=shape)[0]
 
 
 def test_lora_dropout_regularises_the_training_yet_it_still_learns_the_answers():
@@ -61,3 +61,22 @@ def test_lora_dropout_regularises_the_training_yet_it_still_learns_the_answers()
     assert any(not torch.equal(p, plain_weights[name]) for name, p in dropped.named_parameters())  # the setting acts
     assert all(torch.equal(p, again_weights[name]) for name, p in dropped.named_parameters())  # from the seed alone
     assert _answer_accuracy(plain) == _answer_accuracy(dropped) == 1.0
+
+
+def test_sentence_dropout_drops_the_same_features_at_every_position_of_a_sentence():
+    torch.manual_seed(0)
+    dropout = SentenceDropout(0.5).train()
+    out = dropout(torch.ones(4, 7, 64))
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert torch.equal(out, out[:, :1].expand_as(out))  # one mask per sentence, the same at each position
+    assert not torch.equal(out[0], out[1])  # each sentence draws its own
+    x = torch.randn(2, 3, 8)
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_per_sentence_lora_dropout_is_a_different_regulariser_that_still_learns():
+    element, sentence, again = _lora_trained(0.3), _lora_trained(0.3, "sentence"), _lora_trained(0.3, "sentence")
+    element_weights, again_weights = dict(element.named_parameters()), dict(again.named_parameters())
+    assert any(not torch.equal(p, element_weights[name]) for name, p in sentence.named_parameters())
+    assert all(torch.equal(p, again_weights[name]) for name, p in sentence.named_parameters())
+    assert _answer_accuracy(sentence) == 1.0

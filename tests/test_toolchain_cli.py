@@ -39,6 +39,7 @@ def test_clean_cache_refuses_a_bad_recipe(tmp_path, capsys):
     ("heal:\n  teacher_bf16: 1\n", "heal.teacher_bf16 must be true or false"),
     ("finetune:\n  lora_dropout: 1.0\n", "finetune.lora_dropout must be 0 or more and below 1"),
     ("finetune:\n  lora_dropout: -0.1\n", "finetune.lora_dropout must be 0 or more and below 1"),
+    ("finetune:\n  lora_dropout_shape: token\n", "finetune.lora_dropout_shape must be one of 'element', 'sentence'"),
     ("vocab:\n  enabled: 'yes'\n", "vocab.enabled must be true or false"),
     ("quantize:\n  ftype: q3_k\n", "quantize.ftype must be one of"),
     ("prune: 5\n", "'prune' must be a mapping of settings"),
@@ -68,10 +69,11 @@ def test_a_model_built_before_a_setting_existed_counts_as_built_from_the_recipe_
     recipe = load_recipe(REPO / "models" / "recipes" / "default.yaml")
     recorded = recipe.to_json()
     older = copy.deepcopy(recorded)
-    del older["finetune"]["lora_dropout"]  # as a model built before the setting existed records it
+    assert recipe.finetune.bf16 is False  # the setting below must be one the recipe leaves at its default
+    del older["finetune"]["bf16"]  # as a model built before the setting existed records it
     assert same_recipe(recorded, recipe) and same_recipe(older, recipe)
-    with_dropout = dataclasses.replace(recipe, finetune=dataclasses.replace(recipe.finetune, lora_dropout=0.1))
-    assert not same_recipe(older, with_dropout)
+    with_bf16 = dataclasses.replace(recipe, finetune=dataclasses.replace(recipe.finetune, bf16=True))
+    assert not same_recipe(older, with_bf16)
     other_steps = copy.deepcopy(older)
     other_steps["finetune"]["steps"] += 1
     assert not same_recipe(other_steps, recipe)

@@ -11,7 +11,7 @@ import yaml
 
 from agent.errors import ConfigError
 from agent.toolchain.data import DataConfig
-from agent.toolchain.finetune import FinetuneConfig
+from agent.toolchain.finetune import DROPOUT_SHAPES, FinetuneConfig
 from agent.toolchain.heal import HealConfig
 from agent.toolchain.model import TinyConfig
 from agent.toolchain.prune import PruneConfig
@@ -34,7 +34,8 @@ POSITIVE = {"data.samples_per_template", "vocab.general_words", "prune.max_block
 BELOW_ONE = {"finetune.lora_dropout"}
 # Settings that may be null (their default), else a whole number >= 0.
 OPTIONAL_COUNTS = {"heal.blocks_before_cut"}
-CHOICES = {"quantize.ftype": tuple(FTYPES), "quantize.embedding_type": ("", *GGML_TYPES)}
+CHOICES = {"quantize.ftype": tuple(FTYPES), "quantize.embedding_type": ("", *GGML_TYPES),
+           "finetune.lora_dropout_shape": DROPOUT_SHAPES}
 
 
 @dataclass(frozen=True)
