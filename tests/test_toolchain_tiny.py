@@ -11,6 +11,7 @@ from agent.errors import ModelError
 from agent.inference import CommandModel
 from agent.manifest import manifest_path, verify
 from agent.registry import Registry
+from agent.toolchain.model import runs_bfloat16_natively
 from tests.conftest import REPO, corrupt_copy
 
 
@@ -197,6 +198,8 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
     assert report["prune"]["after_finetune"] and report["blocks"] == 4 and len(report["prune"]["removed"]) == 2
     assert report["heal"]["kl_after"] < report["heal"]["kl_before"], report["heal"]
     assert report["heal"]["first_trained_block"] == max(0, report["prune"]["removed"][0] - 1)
+    native = runs_bfloat16_natively(torch.device(report["device"]))  # else the teacher ran in float32, and says so
+    assert report["float32_instead_of_bfloat16"] == ([] if native else ["heal.teacher_bf16"])
     reader = GGUFReader(str(result.model))
     assert reader.fields["gemma3.block_count"].contents() == 4
     assert list(reader.fields["gemma3.attention.sliding_window_pattern"].contents()) == [
@@ -222,6 +225,30 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
     assert meta["gemma3.block_count"].contents() == 6
     verify(third.model)  # the manifest matches the rewritten file
     assert CommandModel(third.model, registry).decode(examples[0].text).output_tokens > 0
+
+
+def test_bfloat16_settings_run_in_float32_where_the_device_only_emulates_bfloat16(monkeypatch):
+    """bfloat16 is a speed-up; emulated (an AVX2 CPU) it made a heal step 10x slower than float32."""
+    import dataclasses
+
+    from agent.toolchain.build import native_precision
+    from agent.toolchain.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "models" / "recipes" / "tiny.yaml")
+    recipe = dataclasses.replace(recipe, heal=dataclasses.replace(recipe.heal, teacher_bf16=True),
+                                 finetune=dataclasses.replace(recipe.finetune, bf16=True))
+    finetune, heal, dropped = native_precision(recipe, bfloat16_is_native=True)
+    assert (finetune, heal, dropped) == (recipe.finetune, recipe.heal, [])
+    finetune, heal, dropped = native_precision(recipe, bfloat16_is_native=False)
+    assert dropped == ["finetune.bf16", "heal.teacher_bf16"] and not finetune.bf16 and not heal.teacher_bf16
+    assert dataclasses.replace(heal, teacher_bf16=True) == recipe.heal  # nothing else changed
+    assert dataclasses.replace(finetune, bf16=True) == recipe.finetune
+
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, native in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert runs_bfloat16_natively(cpu) is native
 
 
 def test_if_missing_rebuilds_a_model_of_another_recipe_or_templates(tiny_build, tmp_path, monkeypatch, capsys):

@@ -131,6 +131,18 @@ def _answer_batches(pairs: list[tuple[list[int], list[int]]], batch_size: int, a
     return out
 
 
+def native_precision(recipe: Recipe, bfloat16_is_native: bool):
+    """The recipe's fine-tune and heal settings as this device should run them: a bfloat16 setting is
+    a speed-up, so where bfloat16 is emulated (far slower) it runs in float32. Also the names turned off."""
+    finetune, heal = recipe.finetune, recipe.heal
+    if bfloat16_is_native:
+        return finetune, heal, []
+    dropped = [name for name, on in (("finetune.bf16", finetune.bf16), ("heal.bf16", heal.bf16),
+                                      ("heal.teacher_bf16", heal.teacher_bf16)) if on]
+    return (dataclasses.replace(finetune, bf16=False),
+            dataclasses.replace(heal, bf16=False, teacher_bf16=False), dropped)
+
+
 def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path, progress: bool = True,
           cache: Path | None = None) -> BuildResult:
     """Build the recipe's model into out_dir; stage outputs are cached in `cache` (default out_dir/cache),
@@ -142,7 +154,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     from agent.toolchain.finetune import finetune, init_functional_rows, output_vocab
     from agent.toolchain.heal import heal
     from agent.toolchain.model import (gguf_hparams, load_base, load_exported, shrink_vocabulary, state_arrays,
-                                       tiny_model, training_device)
+                                       runs_bfloat16_natively, tiny_model, training_device)
     from agent.toolchain.prune import angular_distances, choose_block, heatmap_png, remove_layers
     from agent.toolchain.quantize import quantize
     from agent.toolchain.speech import speech_corpus, write_speech_lm
@@ -197,6 +209,12 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     device = training_device()
     model.to(device)
     report["device"] = device.type
+    # the recipe as written stays the build's identity (--if-missing); these are what this device runs
+    finetune_config, heal_config, report["float32_instead_of_bfloat16"] = native_precision(
+        recipe, runs_bfloat16_natively(device))
+    if report["float32_instead_of_bfloat16"]:
+        print(f"[{recipe.name}] this {device.type} emulates bfloat16 (far slower): "
+              f"{', '.join(report['float32_instead_of_bfloat16'])} run in float32", flush=True)
     base_blocks = model.config.num_hidden_layers
     base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
     stages.done("model", f": {base_blocks} blocks")
@@ -233,7 +251,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         table = angular_distances(student, calibration, min(recipe.prune.max_block, base_blocks - 1))
         start = choose_block(table, recipe.prune.remove)
         heatmap_png(table, out_dir / "prune-heatmap.png", f"{recipe.name}: angular distance of layer blocks")
-        teacher = copy.deepcopy(student) if recipe.heal.steps else None
+        teacher = copy.deepcopy(student) if heal_config.steps else None
         kept = remove_layers(student, start, recipe.prune.remove)
         report["prune"] = {"removed": list(range(start, start + recipe.prune.remove)), "kept": kept,
                            "after_finetune": recipe.prune.after_finetune,
@@ -243,7 +261,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         stages.done("prune", f": removed blocks {start}..{start + recipe.prune.remove - 1}")
         report["heal"] = None
         if teacher is not None:
-            report["heal"] = dataclasses.asdict(heal(student, teacher, heal_batches, held, vocab, recipe.heal,
+            report["heal"] = dataclasses.asdict(heal(student, teacher, heal_batches, held, vocab, heal_config,
                                                      progress=progress, cut=start))
             del teacher
         stages.done("heal", f": KL to the unpruned model {report['heal']['kl_before']:.4f} -> "
@@ -255,7 +273,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     unpruned_key = stage_key(recipe.base, recipe.tiny if recipe.base == "tiny" else "", DATA_FORMAT, recipe.data,
                              recipe.vocab, templates_sha)
     prune_first = bool(recipe.prune.remove) and not recipe.prune.after_finetune
-    key = stage_key(unpruned_key, recipe.prune, recipe.heal) if prune_first else unpruned_key
+    key = stage_key(unpruned_key, recipe.prune, heal_config) if prune_first else unpruned_key
     pruned_path = cache / f"pruned-{key}.pt"
     kept = list(range(base_blocks))
     if prune_first and pruned_path.is_file():
@@ -268,14 +286,14 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     elif prune_first:
         prompts = [p for p, _ in pairs]
         held = [_weighted(b) for b in _batches(held_prompts, 16)]
-        kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, recipe.heal.batch_size)], held,
+        kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, heal_config.batch_size)], held,
                               torch.tensor(sorted({t for seq in prompts for t in seq})))
         with replacing(pruned_path) as tmp:
             torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
                        tmp)
 
     # fine-tune, cached as the exported float GGUF
-    key = stage_key(key, recipe.max_train_examples, recipe.finetune, registry.sha256())
+    key = stage_key(key, recipe.max_train_examples, finetune_config, registry.sha256())
     exported = cache / f"finetuned-{key}.gguf"
     finetuned = None
     if exported.is_file():
@@ -286,7 +304,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         descriptions = [[new_id[t] for t in tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) if t in new_id]
                         for fn in tokens_map.values()]
         init_functional_rows(model, mb_ids, descriptions)
-        finetuned, stats = finetune(model, pairs, recipe.finetune, functional_ids=mb_ids, pad_id=0, progress=progress)
+        finetuned, stats = finetune(model, pairs, finetune_config, functional_ids=mb_ids, pad_id=0, progress=progress)
         report["finetune"] = {"final_loss": stats.final_loss, "tokens_per_second": round(stats.tokens_per_second, 1),
                               "seconds": round(stats.seconds, 1)}
         stages.done("finetune", f": loss {stats.final_loss:.4f}")
@@ -298,7 +316,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     # or prune the fine-tuned model and heal it by distilling its unpruned self on the training pairs;
     # cached as the exported float GGUF of the healed model
     if recipe.prune.remove and recipe.prune.after_finetune:
-        key = stage_key(key, recipe.prune, recipe.heal)
+        key = stage_key(key, recipe.prune, heal_config)
         healed = cache / f"healed-{key}.gguf"
         if healed.is_file():
             saved = json.loads((cache / f"healed-{key}.json").read_text())
@@ -312,8 +330,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             held_pairs = [(prompt, [new_id[t] for t in codec.encode(list(e.calls)) if t in new_id])
                           for prompt, e in zip(held_prompts, held_examples)]
             vocab = torch.tensor(output_vocab(pairs, mb_ids))  # the output layer the fine-tune trained
-            kept = prune_and_heal(finetuned, _answer_batches(pairs, recipe.heal.batch_size, recipe.heal.answer_weight),
-                                  _answer_batches(held_pairs, 16, recipe.heal.answer_weight), vocab)
+            kept = prune_and_heal(finetuned, _answer_batches(pairs, heal_config.batch_size, heal_config.answer_weight),
+                                  _answer_batches(held_pairs, 16, heal_config.answer_weight), vocab)
             write_text(cache / f"healed-{key}.json", json.dumps({"kept": kept, "prune": report["prune"],
                                                                 "heal": report["heal"]}))
             export(healed, finetuned, kept)

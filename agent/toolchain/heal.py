@@ -44,6 +44,7 @@ class HealConfig:
     threads: int = 2
     bf16: bool = False           # forward passes in bfloat16 autocast, as finetune.bf16
     teacher_bf16: bool = False   # only the teacher's forward pass (no gradient flows through it) in bfloat16
+    # (both bfloat16 settings apply only where the device computes bfloat16 natively: build.native_precision)
     # Train only this many blocks before the cut (and every block after it); None: every block. The frozen
     # blocks below stay equal to the teacher's, so their pass is computed once, by the teacher, and the
     # student neither runs nor back-propagates through them.

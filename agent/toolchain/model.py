@@ -27,6 +27,16 @@ def training_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def runs_bfloat16_natively(device: torch.device) -> bool:
+    """Whether bfloat16 arithmetic is fast on device: a GPU that supports it, or a CPU with AVX-512 BF16
+    or AMX. Elsewhere torch emulates it: a heal step with the teacher in bfloat16 took 5.8 s on an AVX2
+    CPU against 0.53 s on an AVX-512 BF16 one."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def load_base(gguf_path: str | Path) -> Gemma3ForCausalLM:
     """The base model in float32 (dequantized from the shipped GGUF), trainable."""
     path = Path(gguf_path)
