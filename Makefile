@@ -17,11 +17,13 @@ model: $(STAMP)
 	$(VENV)/bin/vehicle-agent-toolchain build --recipe models/recipes/default.yaml --if-missing
 
 test: $(STAMP)
+	bash .ci/system-deps test
 	$(PY) -m pytest -q
 
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
+	bash .ci/system-deps build
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
