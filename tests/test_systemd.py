@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 UNITS = ["vehicle-agent.service", "vehicle-sim.service"]
 needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                           reason="systemd-analyze is not installed (.ci/run installs systemd)")
+                                           reason="systemd-analyze is not installed (make test installs systemd: .ci/system-deps)")
 
 
 @needs_systemd_analyze
