@@ -81,8 +81,11 @@ class Stages:
         now = time.monotonic()
         self.seconds[stage] = round(now - self._clock, 2)
         self._clock = now
+        self.say(f"{stage} done in {self.seconds[stage]:.1f} s{note}")
+
+    def say(self, line: str) -> None:
         if self.progress:
-            print(f"[{self.name}] {stage} done in {self.seconds[stage]:.1f} s{note}", flush=True)
+            print(f"[{self.name}] {line}", flush=True)
 
 
 def _batches(sequences: list[list[int]], batch_size: int):
@@ -213,8 +216,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     finetune_config, heal_config, report["float32_instead_of_bfloat16"] = native_precision(
         recipe, runs_bfloat16_natively(device))
     if report["float32_instead_of_bfloat16"]:
-        print(f"[{recipe.name}] this {device.type} emulates bfloat16 (far slower): "
-              f"{', '.join(report['float32_instead_of_bfloat16'])} run in float32", flush=True)
+        stages.say(f"this {device.type} emulates bfloat16 (far slower): "
+                   f"{', '.join(report['float32_instead_of_bfloat16'])} run in float32")
     base_blocks = model.config.num_hidden_layers
     base_pattern = [1 if t == "sliding_attention" else 0 for t in model.config.layer_types]
     stages.done("model", f": {base_blocks} blocks")

@@ -33,8 +33,8 @@ def runs_bfloat16_natively(device: torch.device) -> bool:
     CPU against 0.53 s on an AVX-512 BF16 one."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
 
 
 def load_base(gguf_path: str | Path) -> Gemma3ForCausalLM:
