@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,23 @@ class Decoded:
 def abstains(decoded: Decoded, min_confidence: float, min_argument_confidence: float) -> bool:
     """The abstention rule, shared by the daemon and the toolchain's evaluation: act only when the
     model is sure both of which function and of how (a coin-flip between "fold" and "unfold" is a
-    wrong actuation half the time)."""
+    wrong actuation half the time), and never on a number whose said decimals it dropped."""
     proposed = decoded.calls if decoded.proposed is None else decoded.proposed
     return bool(proposed) and (decoded.function_confidence < min_confidence
-                               or decoded.argument_confidence < min_argument_confidence)
+                               or decoded.argument_confidence < min_argument_confidence
+                               or drops_said_decimals(decoded.text, proposed))
+
+
+_SAID_DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
+
+
+def drops_said_decimals(text: str, calls: list[Call]) -> bool:
+    """Whether a call carries a whole number where the text said that number with decimals
+    ("tune to 104.4" decoded as 104.0): sure as the model may be, it would set a value nobody asked for.
+    A decimal is not a gap the daemon may fill (it refuses, never guesses), so the command is abstained on."""
+    whole_parts = {int(whole) for whole, decimals in _SAID_DECIMAL.findall(text) if int(decimals)}
+    return any(isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+               and int(value) in whole_parts for call in calls for value in call.args.values())
 
 
 class CommandModel:

@@ -36,3 +36,18 @@ def test_judged_on_what_was_proposed():
                        function_confidence=0.9, argument_confidence=0.3)
     assert abstains(withheld, 0.7, 0.5)
     assert not abstains(withheld, 0.7, 0.2)
+
+
+TUNE = "tune to 104.4"
+
+
+@pytest.mark.parametrize("text, value, expected", [
+    (TUNE, 104.0, True),                 # the said decimals dropped
+    (TUNE, 104.4, False),                # as said
+    ("tune to 104", 104.0, False),       # said whole
+    ("tune to 104.0", 104.0, False),     # a zero decimal is the whole number
+    ("tune to 98.4", 104.0, False),      # another number entirely is not this rule's business
+])
+def test_abstains_when_said_decimals_are_dropped(text, value, expected):
+    sure = Decoded(text, [Call("tune_radio", {"frequency_mhz": value})], 6, 1.0, 1.0)
+    assert abstains(sure, 0.0, 0.0) is expected

@@ -16,7 +16,8 @@ THRESHOLD_GRID = tuple((f, a) for f in (0.0, 0.5, 0.7, 0.9) for a in (0.0, 0.3, 
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:
     """Held-out exact match, false actuations (acting on a negative) and wrong actuations (acting
     otherwise than asked), decoded as the daemon decodes, with the daemon's default abstention
-    thresholds; also without abstaining and at every threshold pair of THRESHOLD_GRID. Each example
+    thresholds; also without abstaining (thresholds 0: only a number whose said decimals were dropped
+    is still abstained on, `inference.drops_said_decimals`) and at every threshold pair of THRESHOLD_GRID. Each example
     is decoded once: abstaining is a function of the decoded confidences (`inference.abstains`).
     A call matches when the car would receive the same call (defaults filled, on/max/min concrete,
     as the dev eval scores); `exact_match_literal` also counts a spelled-out default or "on" for the
@@ -51,7 +52,8 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         for example, decoded, matched in outcomes:
             acts, right = judged(example, decoded, matched, min_function, min_argument)
             passed += right
-            abstained += bool(decoded.calls) and not acts and bool(example.calls)
+            proposed = decoded.calls if decoded.proposed is None else decoded.proposed
+            abstained += bool(proposed) and not acts and bool(example.calls)
             false += acts and not example.calls
             wrong += acts and bool(example.calls) and not matched
         n = max(len(outcomes), 1)
