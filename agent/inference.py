@@ -36,12 +36,17 @@ class Decoded:
     function_confidence: float = 1.0  # probability of the first token (which function, or none)
     argument_confidence: float = 1.0  # lowest probability of any later choice (values, further calls)
 
+    @property
+    def proposals(self) -> list[Call]:
+        """What the model proposed, whether or not it was acted on."""
+        return self.calls if self.proposed is None else self.proposed
+
 
 def abstains(decoded: Decoded, min_confidence: float, min_argument_confidence: float) -> bool:
     """The abstention rule, shared by the daemon and the toolchain's evaluation: act only when the
     model is sure both of which function and of how (a coin-flip between "fold" and "unfold" is a
     wrong actuation half the time), and never on a number whose said decimals it dropped."""
-    proposed = decoded.calls if decoded.proposed is None else decoded.proposed
+    proposed = decoded.proposals
     return bool(proposed) and (decoded.function_confidence < min_confidence
                                or decoded.argument_confidence < min_argument_confidence
                                or drops_said_decimals(decoded.text, proposed))

@@ -52,8 +52,7 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
         for example, decoded, matched in outcomes:
             acts, right = judged(example, decoded, matched, min_function, min_argument)
             passed += right
-            proposed = decoded.calls if decoded.proposed is None else decoded.proposed
-            abstained += bool(proposed) and not acts and bool(example.calls)
+            abstained += bool(decoded.proposals) and not acts and bool(example.calls)
             false += acts and not example.calls
             wrong += acts and bool(example.calls) and not matched
         n = max(len(outcomes), 1)
@@ -73,7 +72,7 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
             misses.append({"text": example.text, "template": example.template,
                            "expected": [dataclasses.asdict(c) for c in example.calls],
                            "decoded": [dataclasses.asdict(c) for c in calls],
-                           "proposed": [dataclasses.asdict(c) for c in decoded.calls]})
+                           "proposed": [dataclasses.asdict(c) for c in decoded.proposals]})
     n = max(len(outcomes), 1)
     return {
         "examples": len(outcomes),
