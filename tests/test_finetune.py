@@ -1,8 +1,10 @@
-"""Fine-tuning in bfloat16 autocast learns as float32 does and hands back a float32 model."""
+"""Fine-tuning: the answer-only loss, bfloat16 autocast, LoRA dropout, the device it runs on."""
 
 import torch
 
-from agent.toolchain.finetune import FinetuneConfig, SentenceDropout, finetune
+import torch.nn.functional as F
+
+from agent.toolchain.finetune import IGNORE, FinetuneConfig, SentenceDropout, answer_loss, finetune
 from agent.toolchain.model import TinyConfig, tiny_model
 
 # Each prompt's answer is one of four tokens chosen by its second token: learnable in a few dozen steps.
@@ -80,3 +82,24 @@ def test_per_sentence_lora_dropout_is_a_different_regulariser_that_still_learns(
     assert any(not torch.equal(p, element_weights[name]) for name, p in sentence.named_parameters())
     assert all(torch.equal(p, again_weights[name]) for name, p in sentence.named_parameters())
     assert _answer_accuracy(sentence) == 1.0
+
+
+def test_answer_loss_equals_scoring_every_position_and_ignoring_the_prompt():
+    """Scoring only the answer's positions is a saving, not a change: same loss, same gradients."""
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 16, requires_grad=True)
+    matrix = torch.randn(50, 16, requires_grad=True)
+    labels = torch.full((3, 7), IGNORE)
+    labels[0, 4:6], labels[1, 2:6], labels[2, 6] = torch.tensor([3, 9]), torch.tensor([0, 49, 7, 7]), 12
+    softcap = 5.0
+
+    loss = answer_loss(hidden, labels, matrix, softcap)
+    grads = torch.autograd.grad(loss, (hidden, matrix))
+    every = torch.tanh((hidden @ matrix.T) / softcap) * softcap
+    reference = F.cross_entropy(every.reshape(-1, 50), labels.reshape(-1), ignore_index=IGNORE)
+    reference_grads = torch.autograd.grad(reference, (hidden, matrix))
+
+    torch.testing.assert_close(loss, reference)
+    for got, want in zip(grads, reference_grads):
+        torch.testing.assert_close(got, want)
+    assert grads[0][labels == IGNORE].abs().sum() == 0  # the prompt's positions get no gradient from the loss

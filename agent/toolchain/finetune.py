@@ -175,6 +175,21 @@ def output_vocab(pairs: list[tuple[list[int], list[int]]], functional_ids: list[
     return sorted({t for p, tg in pairs for t in p + tg} | set(functional_ids))
 
 
+def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, output_matrix: torch.Tensor,
+                softcap: float | None = None) -> torch.Tensor:
+    """Mean cross-entropy of the answer tokens: hidden (batch, positions, features), labels (batch,
+    positions) holding each position's next token's row of output_matrix, or IGNORE.
+
+    Only the positions that predict an answer token reach the output layer: the same loss as scoring
+    every position and ignoring the rest, without the prompt's share of the step's largest matrix
+    product (a step of the default recipe 1 to 7% faster in four paired timings here: noisy)."""
+    scored = labels != IGNORE
+    logits = (hidden[scored] @ output_matrix.T).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, labels[scored])
+
+
 def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, functional_ids: list[int],
              pad_id: int = 0, progress: bool = True):
     """Train on pairs; returns the trained model (LoRA merged in) and statistics."""
@@ -212,11 +227,7 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         ids, mask, labels = (t.to(device) for t in _batch(batch, vocab_index, config.max_length, pad_id))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
-            logits = hidden @ rows.output_matrix(vocab_tensor).T
-        logits = logits.float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
+            loss = answer_loss(hidden, labels, rows.output_matrix(vocab_tensor), softcap)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
