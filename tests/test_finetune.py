@@ -1,7 +1,6 @@
 """Fine-tuning: the answer-only loss, bfloat16 autocast, LoRA dropout, the device it runs on."""
 
 import torch
-
 import torch.nn.functional as F
 
 from agent.toolchain.finetune import IGNORE, FinetuneConfig, SentenceDropout, answer_loss, finetune
