@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from agent.toolchain.finetune import IGNORE, FinetuneConfig, SentenceDropout, answer_loss, finetune
-from agent.toolchain.model import TinyConfig, tiny_model
+from agent.toolchain.model import TinyConfig, final_logit_cap, soft_cap, tiny_model
 
 # Each prompt's answer is one of four tokens chosen by its second token: learnable in a few dozen steps.
 PAIRS = [([2, 10 + i, 30], [40 + i % 4, 1]) for i in range(16)]
@@ -102,3 +102,13 @@ def test_answer_loss_equals_scoring_every_position_and_ignoring_the_prompt():
     for got, want in zip(grads, reference_grads):
         torch.testing.assert_close(got, want)
     assert grads[0][labels == IGNORE].abs().sum() == 0  # the prompt's positions get no gradient from the loss
+
+
+def test_soft_cap_bounds_logits_as_the_models_output_layer_and_is_identity_without_a_cap():
+    logits = torch.tensor([-100.0, -1.0, 0.0, 1.0, 100.0])
+    assert torch.equal(soft_cap(logits, None), logits)
+    capped = soft_cap(logits, 30.0)
+    assert capped.abs().max() < 30.0 and capped[2] == 0.0
+    assert torch.allclose(capped[1:4], logits[1:4], atol=1e-3)  # nearly linear near zero
+    model = tiny_model(TinyConfig(), vocab_size=64)
+    assert final_logit_cap(model) == model.config.final_logit_softcapping

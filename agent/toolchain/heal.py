@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agent.toolchain.model import final_logit_cap, soft_cap
 from agent.toolchain.prune import set_layer_stack
 
 
@@ -84,9 +85,7 @@ def _student_logits(student, entering, mask, vocab, first: int):
 
 
 def _project(model, hidden, vocab):
-    logits = hidden @ model.get_input_embeddings().weight[vocab].T
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / softcap) * softcap if softcap else logits
+    return soft_cap(hidden @ model.get_input_embeddings().weight[vocab].T, final_logit_cap(model))
 
 
 def _columns(vocab: torch.Tensor) -> torch.Tensor:

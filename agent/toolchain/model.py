@@ -37,6 +37,18 @@ def runs_bfloat16_natively(device: torch.device) -> bool:
                                                                         "_is_amx_tile_supported"))
 
 
+def final_logit_cap(model) -> float | None:
+    """The model's logit soft-cap (Gemma's final_logit_softcapping), None when it has none."""
+    return getattr(model.config, "final_logit_softcapping", None)
+
+
+def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """logits squashed into (-cap, cap) as the model's own output layer does; unchanged without a cap.
+    The stages that project hidden states themselves, on a restricted vocabulary, score through this
+    so they train what llama.cpp will compute."""
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 def load_base(gguf_path: str | Path) -> Gemma3ForCausalLM:
     """The base model in float32 (dequantized from the shipped GGUF), trainable."""
     path = Path(gguf_path)
