@@ -3,7 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from agent.toolchain.finetune import IGNORE, FinetuneConfig, SentenceDropout, answer_loss, finetune
+import pytest
+
+from agent.toolchain.finetune import (IGNORE, LORA_TARGETS, FinetuneConfig, SentenceDropout, answer_loss, finetune,
+                                     last_hidden, trained_blocks)
 from agent.toolchain.model import TinyConfig, final_logit_cap, soft_cap, tiny_model
 
 # Each prompt's answer is one of four tokens chosen by its second token: learnable in a few dozen steps.
@@ -112,3 +115,52 @@ def test_soft_cap_bounds_logits_as_the_models_output_layer_and_is_identity_witho
     assert torch.allclose(capped[1:4], logits[1:4], atol=1e-3)  # nearly linear near zero
     model = tiny_model(TinyConfig(), vocab_size=64)
     assert final_logit_cap(model) == model.config.final_logit_softcapping
+
+
+def _lora_blocks(model) -> set[int]:
+    return {int(name.split("layers.")[1].split(".")[0]) for name, _ in model.named_parameters() if "lora_" in name}
+
+
+def test_lora_from_an_upper_block_gives_the_same_output_and_gradients_and_stops_backward_there():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = tiny_model(TinyConfig(num_hidden_layers=4), vocab_size=100)
+    config = FinetuneConfig(lora_rank=4, lora_first_block=2)
+    assert trained_blocks(model, config) == [2, 3]
+    get_peft_model(model, LoraConfig(r=4, target_modules=LORA_TARGETS, layers_to_transform=trained_blocks(model, config),
+                                     init_lora_weights=False))  # random LoRA weights, so they act
+    assert _lora_blocks(model) == {2, 3}
+    ids = torch.tensor([p + t for p, t in PAIRS[:4]])
+    inputs, mask = model.model.embed_tokens(ids).detach(), torch.ones_like(ids)
+    inputs.requires_grad_(True)
+    results = []
+    for first in (0, 2):
+        hidden = last_hidden(model, inputs, mask, first)
+        model.zero_grad()
+        inputs.grad = None
+        hidden.square().mean().backward()
+        results.append((hidden.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n},
+                        inputs.grad))
+    (every, every_grads, every_input_grad), (split, split_grads, split_input_grad) = results
+    assert torch.allclose(every, split, atol=1e-5)
+    assert every_grads.keys() == split_grads.keys()
+    assert all(torch.allclose(every_grads[n], split_grads[n], atol=1e-6) for n in every_grads)
+    assert every_input_grad is not None and split_input_grad is None  # nothing flowed below block 2
+    assert len(model.model.layers) == 4 and model.model.norm.__class__.__name__ != "Identity"  # restored
+
+
+def test_fine_tune_with_lora_from_an_upper_block_learns_and_leaves_the_blocks_below_unchanged():
+    untouched = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    model, stats = _trained(steps=120, lora_rank=8, lora_first_block=1)
+    before, after = dict(untouched.named_parameters()), dict(model.named_parameters())
+    changed = {int(n.split("layers.")[1].split(".")[0]) for n, p in after.items()
+               if "layers." in n and not torch.equal(p, before[n])}
+    assert changed == {1}
+    assert stats.final_loss < 1.0
+
+
+def test_lora_first_block_must_leave_a_block_to_train():
+    model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    with pytest.raises(ValueError, match="leaves none of the model's 2 blocks"):
+        trained_blocks(model, FinetuneConfig(lora_rank=4, lora_first_block=2))

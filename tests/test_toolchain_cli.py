@@ -40,6 +40,8 @@ def test_clean_cache_refuses_a_bad_recipe(tmp_path, capsys):
     ("finetune:\n  lora_dropout: 1.0\n", "finetune.lora_dropout must be 0 or more and below 1"),
     ("finetune:\n  lora_dropout: -0.1\n", "finetune.lora_dropout must be 0 or more and below 1"),
     ("finetune:\n  lora_dropout_shape: token\n", "finetune.lora_dropout_shape must be one of 'element', 'sentence'"),
+    ("finetune:\n  lora_first_block: 4\n", "finetune.lora_first_block needs LoRA"),
+    ("finetune:\n  lora_rank: 8\n  lora_first_block: -1\n", "finetune.lora_first_block must not be negative"),
     ("vocab:\n  enabled: 'yes'\n", "vocab.enabled must be true or false"),
     ("quantize:\n  ftype: q3_k\n", "quantize.ftype must be one of"),
     ("prune: 5\n", "'prune' must be a mapping of settings"),

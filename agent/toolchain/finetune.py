@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agent.toolchain.model import final_logit_cap, soft_cap
+from agent.toolchain.prune import running_blocks
 
 IGNORE = -100
 
@@ -45,6 +46,10 @@ class FinetuneConfig:
     # module (its random numbers made steps 16 to 38% slower here); "sentence": one mask of features per
     # sentence and module, shared by the sentence's positions (SentenceDropout: about 3% slower).
     lora_dropout_shape: str = "element"
+    # LoRA only on the blocks from this one up (0: every block). The blocks below then run without
+    # gradient and the backward pass stops where LoRA starts; the functional tokens' rows still train
+    # through the output layer, which shares them with the input embedding.
+    lora_first_block: int = 0
     # Forward pass in bfloat16 (autocast; the LoRA weights, optimizer and loss stay float32): 1.44x
     # the steps per second on an AVX-512 BF16 CPU, but the default recipe lost accuracy with it (see there).
     bf16: bool = False
@@ -190,6 +195,27 @@ def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, output_matrix: torch
     return F.cross_entropy(soft_cap(logits, softcap), labels[scored])
 
 
+def trained_blocks(model, config: FinetuneConfig) -> list[int] | None:
+    """The blocks LoRA adapts: None for every block, else those from config.lora_first_block up."""
+    if not config.lora_first_block:
+        return None
+    if config.lora_first_block >= model.config.num_hidden_layers:
+        raise ValueError(f"lora_first_block {config.lora_first_block} leaves none of the model's "
+                         f"{model.config.num_hidden_layers} blocks to train")
+    return list(range(config.lora_first_block, model.config.num_hidden_layers))
+
+
+def last_hidden(model, inputs: torch.Tensor, mask: torch.Tensor, first_trained: int = 0) -> torch.Tensor:
+    """The decoder's output for input embeddings; the blocks below first_trained (which train nothing)
+    run without gradient, so back-propagation stops at first_trained."""
+    if not first_trained:
+        return model.model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
+    with torch.no_grad(), running_blocks(model, 0, first_trained, final_norm=False):
+        entering = model.model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
+    with running_blocks(model, first_trained):
+        return model.model(inputs_embeds=entering, attention_mask=mask, use_cache=False).last_hidden_state
+
+
 def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneConfig, functional_ids: list[int],
              pad_id: int = 0, progress: bool = True):
     """Train on pairs; returns the trained model (LoRA merged in) and statistics."""
@@ -206,7 +232,8 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
 
         peft_model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
                                                       target_modules=LORA_TARGETS,
-                                                      lora_dropout=config.lora_dropout))
+                                                      lora_dropout=config.lora_dropout,
+                                                      layers_to_transform=trained_blocks(model, config)))
         if config.lora_dropout and config.lora_dropout_shape == "sentence":
             _share_dropout_per_sentence(peft_model, config.lora_dropout)
     rows = FunctionalRows(model.get_input_embeddings(), functional_ids, train_all=config.train_embeddings)
@@ -226,7 +253,7 @@ def finetune(model, pairs: list[tuple[list[int], list[int]]], config: FinetuneCo
         batch = [pairs[k] for k in queue.pop()]
         ids, mask, labels = (t.to(device) for t in _batch(batch, vocab_index, config.max_length, pad_id))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            hidden = model.model(inputs_embeds=rows.inputs(ids), attention_mask=mask).last_hidden_state
+            hidden = last_hidden(model, rows.inputs(ids), mask, config.lora_first_block)
             loss = answer_loss(hidden, labels, rows.output_matrix(vocab_tensor), softcap)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,7 +21,6 @@ import math
 import random
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agent.toolchain.model import final_logit_cap, soft_cap
-from agent.toolchain.prune import set_layer_stack
+from agent.toolchain.prune import running_blocks
 
 
 @dataclass(frozen=True)
@@ -66,20 +65,9 @@ def _logits(model, ids, mask, vocab):
                     vocab)
 
 
-@contextmanager
-def _blocks_from(model, first: int):
-    """Make model's stack its blocks from `first` on, for the duration (no KV cache is used)."""
-    layers, types = list(model.model.layers), list(model.config.layer_types)
-    set_layer_stack(model, layers[first:], types[first:])
-    try:
-        yield
-    finally:
-        set_layer_stack(model, layers, types)
-
-
 def _student_logits(student, entering, mask, vocab, first: int):
     """The student's logits from `entering`, the hidden state that enters its block `first`."""
-    with _blocks_from(student, first):
+    with running_blocks(student, first):
         hidden = student.model(inputs_embeds=entering, attention_mask=mask, use_cache=False).last_hidden_state
     return _project(student, hidden, vocab)
 

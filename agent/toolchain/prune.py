@@ -11,6 +11,7 @@ export writes as a per-layer pattern.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,22 @@ def set_layer_stack(model, layers: list, layer_types: list[str]) -> None:
     model.model.layers = torch.nn.ModuleList(layers)
     model.config.layer_types = list(layer_types)
     model.config.num_hidden_layers = len(layers)
+
+
+@contextmanager
+def running_blocks(model, start: int, stop: int | None = None, final_norm: bool = True):
+    """For the duration, the forward pass runs only the blocks start..stop-1 (no KV cache may be used),
+    from inputs_embeds taken as the hidden state entering block start. Without final_norm it returns
+    the hidden state entering block stop, as the stack's own blocks would pass it on."""
+    layers, types, norm = list(model.model.layers), list(model.config.layer_types), model.model.norm
+    set_layer_stack(model, layers[start:stop], types[start:stop])
+    if not final_norm:
+        model.model.norm = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        set_layer_stack(model, layers, types)
+        model.model.norm = norm
 
 
 def remove_layers(model, start: int, n: int) -> list[int]:

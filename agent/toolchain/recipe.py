@@ -101,6 +101,10 @@ def recipe_from_mapping(raw, source: str | Path) -> Recipe:
     if kwargs.get("base", Recipe.base) not in BASES:
         raise ConfigError(f"{path}: base must be one of {', '.join(BASES)}, not {kwargs['base']!r}")
     _check_value(path, "max_train_examples", kwargs.get("max_train_examples", 0), 0)
+    finetune = kwargs.get("finetune", FinetuneConfig())
+    if finetune.lora_first_block and not finetune.lora_rank:
+        raise ConfigError(f"{path}: finetune.lora_first_block needs LoRA (finetune.lora_rank above 0): a full "
+                          f"fine-tune would leave the blocks below it untrained without saying so")
     return Recipe(**kwargs)
 
 
