@@ -10,7 +10,7 @@ from agent.registry import Registry
 
 MAX_LISTED_MISSES = 200  # enough to see the patterns; the report stays readable
 # Abstention thresholds the report also scores (function, argument): what each costs and saves.
-THRESHOLD_GRID = tuple((f, a) for f in (0.0, 0.5, 0.7, 0.9) for a in (0.0, 0.3, 0.5, 0.7, 0.9))
+THRESHOLD_GRID = tuple((f, a) for f in (0.0, 0.5, 0.7, 0.9, 0.95) for a in (0.0, 0.3, 0.5, 0.7, 0.9))
 
 
 def evaluate(model_path: Path, registry: Registry, examples) -> dict:
