@@ -117,8 +117,13 @@ def test_soft_cap_bounds_logits_as_the_models_output_layer_and_is_identity_witho
     assert final_logit_cap(model) == model.config.final_logit_softcapping
 
 
+def _block_of(name: str) -> int:
+    """The decoder block a parameter name belongs to ("...layers.3.mlp..." -> 3)."""
+    return int(name.split("layers.")[1].split(".")[0])
+
+
 def _lora_blocks(model) -> set[int]:
-    return {int(name.split("layers.")[1].split(".")[0]) for name, _ in model.named_parameters() if "lora_" in name}
+    return {_block_of(name) for name, _ in model.named_parameters() if "lora_" in name}
 
 
 def test_lora_from_an_upper_block_gives_the_same_output_and_gradients_and_stops_backward_there():
@@ -154,8 +159,7 @@ def test_fine_tune_with_lora_from_an_upper_block_learns_and_leaves_the_blocks_be
     untouched = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
     model, stats = _trained(steps=120, lora_rank=8, lora_first_block=1)
     before, after = dict(untouched.named_parameters()), dict(model.named_parameters())
-    changed = {int(n.split("layers.")[1].split(".")[0]) for n, p in after.items()
-               if "layers." in n and not torch.equal(p, before[n])}
+    changed = {_block_of(n) for n, p in after.items() if "layers." in n and not torch.equal(p, before[n])}
     assert changed == {1}
     assert stats.final_loss < 1.0
 
