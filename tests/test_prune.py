@@ -169,3 +169,75 @@ def test_healing_the_blocks_near_the_cut_leaves_the_ones_below_untouched_and_sti
                if name.startswith("model.layers.") and not torch.equal(after[name], before[name])}
     assert changed == {"2", "3"}, changed  # the block before the cut and the one after it
     assert all(p.requires_grad for p in student.parameters())  # handed back trainable
+
+
+def _answer_batch(seed: int):
+    torch.manual_seed(seed)
+    ids = torch.tensor([[2, 10 + i, 20 + i, 40 + i % 3, 1] for i in range(8)])
+    answers = torch.zeros(ids.shape, dtype=torch.bool)
+    answers[:, 2] = True  # position 2 predicts the answer token at 3
+    return ids, (ids, torch.ones_like(ids), torch.ones(ids.shape), answers)
+
+
+def test_the_label_only_loss_from_a_block_is_the_students_own_answer_cross_entropy():
+    """kl_weight 0: the student starts from its own frozen blocks' output, and the loss is exactly the
+    answer tokens' cross-entropy of its whole forward pass (no teacher involved)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from agent.toolchain.heal import _columns, _logits, _loss
+
+    torch.manual_seed(9)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=6), vocab_size=300)
+    student = copy.deepcopy(teacher)
+    remove_layers(student, 3, 2)
+    ids, batch = _answer_batch(9)
+    vocab = torch.arange(300)
+    with torch.no_grad():
+        expected = F.cross_entropy(_logits(student, ids, torch.ones_like(ids), vocab)[:, 2], ids[:, 3])
+        for first in (0, 2):
+            got = _loss(student, None, batch, vocab, 1.0, label_weight=1.0, columns=_columns(vocab), first=first,
+                        kl_weight=0.0)
+            assert torch.allclose(got, expected, atol=1e-5), (first, got, expected)
+    assert student.config.num_hidden_layers == len(student.model.layers) == 4  # restored
+
+
+def test_healing_on_the_labels_alone_never_runs_the_teacher_while_training():
+    import copy
+
+    import torch.nn.functional as F
+
+    from agent.toolchain.heal import HealConfig, heal
+
+    torch.manual_seed(3)
+    teacher = tiny_model(TinyConfig(num_hidden_layers=4), vocab_size=300)
+    ids, batch = _answer_batch(3)
+    student = copy.deepcopy(teacher)
+    remove_layers(student, 2, 1)
+    calls = []
+    teacher.model.register_forward_hook(lambda *_: calls.append(1))
+
+    def answer_loss(model):
+        with torch.no_grad():
+            return float(F.cross_entropy(model(input_ids=ids).logits[:, 2], ids[:, 3]))
+
+    before_loss, below = answer_loss(student), copy.deepcopy(student.model.layers[0].state_dict())
+    heal(student, teacher, [batch], [batch], torch.arange(300),
+         HealConfig(steps=20, learning_rate=3e-3, label_weight=1.0, kl_weight=0.0, blocks_before_cut=1),
+         progress=False, cut=2)
+    assert len(calls) == 2  # the divergence measured before and after, never in a training step
+    assert answer_loss(student) < before_loss - 1.0
+    assert all(torch.equal(v, below[k]) for k, v in student.model.layers[0].state_dict().items())
+
+
+def test_healing_with_neither_divergence_nor_labels_is_refused():
+    import copy
+
+    from agent.toolchain.heal import HealConfig, heal
+
+    teacher = tiny_model(TinyConfig(num_hidden_layers=3), vocab_size=300)
+    _, batch = _answer_batch(0)
+    with pytest.raises(ValueError, match="kl_weight or label_weight"):
+        heal(copy.deepcopy(teacher), teacher, [batch], [batch], torch.arange(300),
+             HealConfig(steps=5, kl_weight=0.0), progress=False)

@@ -40,6 +40,9 @@ class HealConfig:
     temperature: float = 1.0
     answer_weight: float = 5.0   # pruned after fine-tuning: weight of the answer positions against the prompt's
     label_weight: float = 0.0    # pruned after fine-tuning: weight of the true answer's cross-entropy against the KL
+    # Weight of the KL to the teacher. 0 (with label_weight above 0): heal on the true answers alone; a step
+    # then skips the teacher's pass, and the student runs its own frozen blocks below the trained ones.
+    kl_weight: float = 1.0
     seed: int = 0
     threads: int = 2
     bf16: bool = False           # forward passes in bfloat16 autocast, as finetune.bf16
@@ -84,31 +87,42 @@ def _columns(vocab: torch.Tensor) -> torch.Tensor:
 
 
 def _loss(student, teacher, batch, vocab, temperature, label_weight=0.0, columns=None, bf16=False, first=0,
-          teacher_bf16=False):
-    """Weighted KL from teacher to student, plus label_weight times the cross-entropy of the answer tokens
-    (columns: _columns(vocab), needed only then).
+          teacher_bf16=False, kl_weight=1.0):
+    """kl_weight times the weighted KL from teacher to student, plus label_weight times the cross-entropy
+    of the answer tokens (columns: _columns(vocab), needed only then).
 
     batch is (ids, mask, weights, answers): how much each position's KL counts, and which positions
     predict an answer token (the next one in ids). The student's blocks below `first` must equal the
-    teacher's: the student starts from the hidden state the teacher computed there."""
+    teacher's: the student starts from the hidden state computed there (by the teacher's pass, or
+    without a KL term by its own blocks, without gradient)."""
     device = vocab.device
     ids, mask, weights, answers = (t.to(device) for t in batch)
 
     def autocast(enabled: bool):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    with torch.no_grad(), autocast(bf16 or teacher_bf16):
-        out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(first), use_cache=False)
-        teacher_logits = _project(teacher, out.last_hidden_state, vocab)
+    entering = None
+    if kl_weight:
+        with torch.no_grad(), autocast(bf16 or teacher_bf16):
+            out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(first),
+                                use_cache=False)
+            teacher_logits = _project(teacher, out.last_hidden_state, vocab)
+        if first:
+            entering = out.hidden_states[first].float()
+    elif first:
+        with torch.no_grad(), autocast(bf16), running_blocks(student, 0, first, final_norm=False):
+            entering = student.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state.float()
     with autocast(bf16):
         if first:
-            logits = _student_logits(student, out.hidden_states[first].float(), mask, vocab, first)
+            logits = _student_logits(student, entering, mask, vocab, first)
         else:
             logits = _logits(student, ids, mask, vocab)
-    target = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     logits = logits.float()
-    pred = F.log_softmax(logits / temperature, dim=-1)
-    loss = ((target.exp() * (target - pred)).sum(-1) * weights).sum() / weights.sum()
+    loss = logits.sum() * 0.0  # a batch with nothing to learn (no KL, no answer) changes nothing
+    if kl_weight:
+        target = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+        pred = F.log_softmax(logits / temperature, dim=-1)
+        loss = kl_weight * ((target.exp() * (target - pred)).sum(-1) * weights).sum() / weights.sum()
     if label_weight and answers.any():
         predicting = answers[:, :-1]
         chosen = F.log_softmax(logits[:, :-1][predicting], dim=-1)
@@ -134,6 +148,8 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
          progress: bool = True, cut: int = 0) -> HealStats:
     """Train student in place towards teacher; batches are (ids, mask, weights, answers), see _loss.
     cut: the student's first block after the removed span; its blocks before it are the teacher's."""
+    if config.steps and not (config.kl_weight or config.label_weight):
+        raise ValueError("healing needs kl_weight or label_weight above 0: with neither it learns nothing")
     torch.set_num_threads(config.threads)
     first = first_trained_block(config, cut)
     rng = random.Random(config.seed)
@@ -165,13 +181,13 @@ def heal(student, teacher, batches: list, held_out: list, vocab: torch.Tensor, c
                 order = list(range(len(batches)))
                 rng.shuffle(order)
             loss = _loss(student, teacher, batches[order.pop()], vocab, config.temperature, config.label_weight,
-                         columns, config.bf16, first, config.teacher_bf16)
+                         columns, config.bf16, first, config.teacher_bf16, config.kl_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            bar.set_postfix(kl=f"{float(loss.detach()):.4f}", refresh=False)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         student.eval()
         for p in [emb, *frozen]:
             p.requires_grad_(True)

@@ -105,6 +105,10 @@ def recipe_from_mapping(raw, source: str | Path) -> Recipe:
     if finetune.lora_first_block and not finetune.lora_rank:
         raise ConfigError(f"{path}: finetune.lora_first_block needs LoRA (finetune.lora_rank above 0): a full "
                           f"fine-tune would leave the blocks below it untrained without saying so")
+    heal, prune = kwargs.get("heal", HealConfig()), kwargs.get("prune", PruneConfig())
+    if heal.steps and not heal.kl_weight and not (heal.label_weight and prune.after_finetune):
+        raise ConfigError(f"{path}: heal.kl_weight 0 leaves the heal only the true answers' cross-entropy, "
+                          f"which needs heal.label_weight above 0 and prune.after_finetune (the answers)")
     return Recipe(**kwargs)
 
 
