@@ -168,3 +168,11 @@ def test_lora_first_block_must_leave_a_block_to_train():
     model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
     with pytest.raises(ValueError, match="leaves none of the model's 2 blocks"):
         trained_blocks(model, FinetuneConfig(lora_rank=4, lora_first_block=2))
+
+
+def test_lora_first_block_without_lora_is_refused_by_the_stage_itself():
+    """A full fine-tune would train nothing below the block and not say so (the recipe loader refuses
+    it too, but the stage may be called without a recipe)."""
+    model = tiny_model(TinyConfig(num_hidden_layers=2), vocab_size=100)
+    with pytest.raises(ValueError, match="needs LoRA"):
+        trained_blocks(model, FinetuneConfig(lora_rank=0, lora_first_block=1))

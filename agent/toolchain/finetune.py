@@ -199,6 +199,8 @@ def trained_blocks(model, config: FinetuneConfig) -> list[int] | None:
     """The blocks LoRA adapts: None for every block, else those from config.lora_first_block up."""
     if not config.lora_first_block:
         return None
+    if not config.lora_rank:  # a full fine-tune would leave the blocks below untrained without saying so
+        raise ValueError("lora_first_block needs LoRA (lora_rank above 0)")
     if config.lora_first_block >= model.config.num_hidden_layers:
         raise ValueError(f"lora_first_block {config.lora_first_block} leaves none of the model's "
                          f"{model.config.num_hidden_layers} blocks to train")
