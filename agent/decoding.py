@@ -104,9 +104,10 @@ def symbolic_words(arg: ArgSpec) -> list[str]:
 class CallCodec:
     """Encodes calls as target token ids and builds constrained decoders, for one tokenizer."""
 
-    def __init__(self, registry: Registry, tokenizer: Tokenizer):
+    def __init__(self, registry: Registry, tokenizer: Tokenizer, leading_space: bool = False):
         self.registry = registry
         self.tok = tokenizer
+        self.leading_space = leading_space
         self.token_names = functional_tokens(registry)
         self.mb_ids = {name: tokenizer.token_id(name) for name in self.token_names}
         self.function_of_id = {self.mb_ids[n]: f for n, f in self.token_names.items()}
@@ -140,9 +141,15 @@ class CallCodec:
                 texts += [f" {v}" for v in arg.values] + [f" {w}" for w in symbolic_words(arg)]
         return texts
 
+    def prompt_text(self, text: str) -> str:
+        """The text the prompt tokenizes. With leading_space every word is one token form wherever it
+        stands: without it the sentence's first word ("mute" in "mute it") is another token than the
+        same word after a space ("please mute"), and the model learns the two apart."""
+        return " " + text if self.leading_space else text
+
     def prompt(self, text: str) -> list[int]:
         """The model input for a (normalised) command: its tokens, then a newline fragment."""
-        return list(self.tok.encode(text)) + list(self.fragment("\n"))
+        return list(self.tok.encode(self.prompt_text(text))) + list(self.fragment("\n"))
 
     def encode(self, calls: list[Call]) -> list[int]:
         """Target ids for these calls, ending with end-of-sequence; [] calls -> the none token."""

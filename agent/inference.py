@@ -80,7 +80,9 @@ class CommandModel:
             raise ModelError(f"llama.cpp cannot load {self.path}: {exc}") from None
         self._check_function_map(registry)
         self.tokenizer = LlamaTokenizer(self.llm)
-        self.codec = CallCodec(registry, self.tokenizer)
+        # a model records how its prompts were written; one from before the key wrote none
+        leading_space = self.llm.metadata.get(modelkeys.PROMPT_LEADING_SPACE, "false").lower() in ("true", "1")
+        self.codec = CallCodec(registry, self.tokenizer, leading_space)
         self.threads = threads
 
     def _check_function_map(self, registry: Registry) -> None:

@@ -8,3 +8,4 @@ BASE_BLOCKS = PREFIX + "base_block_count"
 REMOVED = PREFIX + "removed_blocks"           # JSON list of base block indices
 RECIPE = PREFIX + "recipe"                    # JSON of the recipe
 TEMPLATES_SHA = PREFIX + "templates_sha256"   # the phrase templates it was trained on
+PROMPT_LEADING_SPACE = PREFIX + "prompt_leading_space"  # bool: the prompt is " " + sentence (absent: false)

@@ -76,3 +76,14 @@ def test_multi_call_and_symbolic_values(codec):
     ids = codec.encode(calls)
     assert codec.decode_ids(ids) == calls
     assert len(ids) < 30
+
+
+def test_a_leading_space_makes_a_word_one_token_wherever_it_stands(registry, codec):
+    """Without it the sentence's first word is a token of its own: "mute" in "mute it" is not the
+    " mute" of "please mute" (the default model learned the second as unmute)."""
+    spaced = CallCodec(registry, codec.tok, leading_space=True)
+    newline = list(codec.fragment("\n"))
+    assert codec.prompt("mute it")[0] != codec.prompt("please mute")[1]
+    assert spaced.prompt("mute it")[0] == spaced.prompt("please mute")[1]
+    assert spaced.prompt("mute it") == list(codec.tok.encode(" mute it")) + newline
+    assert codec.prompt("mute it") == list(codec.tok.encode("mute it")) + newline

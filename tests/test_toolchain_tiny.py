@@ -176,6 +176,13 @@ def test_evaluation_counts_an_unfinished_answer_as_doing_nothing(registry, tiny_
     assert report["false_actuations"] == 0 and report["wrong_actuations"] == 0
 
 
+def test_the_model_records_its_prompt_form_and_the_daemon_follows_it(tiny_build, registry):
+    result, recipe = tiny_build
+    assert recipe.data.leading_space  # the tiny recipe exercises the spaced prompt
+    assert GGUFReader(str(result.model)).fields["vehicle_agent.prompt_leading_space"].contents() is True
+    assert CommandModel(result.model, registry).codec.leading_space
+
+
 def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_path):
     """Prune the fine-tuned model and heal it towards its unpruned self; a second pruning reuses the fine-tune."""
     import dataclasses
@@ -194,11 +201,13 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
                                  # trained to the point of knowing its 64 sentences (at 150 steps the round-5
                                  # templates' first 64 left even the unpruned model at 6 of 16), so the
                                  # assertion below measures what the pruning and healing keep
-                                 finetune=dataclasses.replace(recipe.finetune, steps=300))
+                                 finetune=dataclasses.replace(recipe.finetune, steps=300),
+                                 data=dataclasses.replace(recipe.data, leading_space=False))
     cache = tmp_path / "cache"
     result = build(recipe, registry, REPO / "models" / "templates", tmp_path / "a", progress=False, cache=cache)
     report = json.loads(result.report.read_text())
     assert list(report["stage_seconds"])[:7] == ["data", "vocab", "model", "finetune", "export", "prune", "heal"]
+    assert report["cached_stage_seconds"] == {} and report["from_scratch_seconds"] == report["total_seconds"]
     assert report["prune"]["after_finetune"] and report["blocks"] == 4 and len(report["prune"]["removed"]) == 2
     assert report["heal"]["kl_after"] < report["heal"]["kl_before"], report["heal"]
     assert report["heal"]["first_trained_block"] == max(0, report["prune"]["removed"][0] - 1)
@@ -210,6 +219,7 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
         [1, 1, 1, 1, 1, 0][i] for i in report["prune"]["kept"]]
 
     model = CommandModel(result.model, registry)  # the pruned student still knows what the teacher learned
+    assert not model.codec.leading_space  # as this recipe says (the tiny one's spaced prompt turned off)
     train = build_dataset(recipe.data, registry, load_templates(REPO / "models/templates", registry)).train
     examples = [e for e in train[: recipe.max_train_examples] if e.calls][:16]
     right = sum([c.function for c in model.decode(e.text).calls][:1] == [e.calls[0].function] for e in examples)
@@ -219,6 +229,12 @@ def test_pruning_after_fine_tuning_distills_the_fine_tuned_model(registry, tmp_p
     second = json.loads(build(one_less, registry, REPO / "models" / "templates", tmp_path / "b", progress=False,
                               cache=cache).report.read_text())
     assert second["blocks"] == 5 and second["finetune"] == report["finetune"]
+    # the resumed build keeps what the cached stages took when they were built
+    assert second["cached_stage_seconds"] == {s: report["stage_seconds"][s] for s in ("finetune", "export")}
+    assert second["stage_seconds"]["finetune"] < report["stage_seconds"]["finetune"]
+    assert second["from_scratch_seconds"] == pytest.approx(
+        second["total_seconds"] + sum(second["cached_stage_seconds"].values())
+        - second["stage_seconds"]["finetune"] - second["stage_seconds"]["export"], abs=0.2)
     assert len(list(cache.glob("finetuned-*.gguf"))) == 1 and len(list(cache.glob("healed-*.gguf"))) == 2
 
     # unpruned, the cached fine-tune itself becomes the model: it must name this recipe, not the one that made it

@@ -70,11 +70,13 @@ def stage_key(*parts) -> str:
 
 
 class Stages:
-    """Timing and progress lines for the stages of one build."""
+    """Timing and progress lines for the stages of one build. A stage taken from the cache takes no time
+    in this run; `when_built` keeps what it took in the build that made it (None: not recorded)."""
 
     def __init__(self, name: str, progress: bool):
         self.name, self.progress = name, progress
         self.seconds: dict[str, float] = {}
+        self.when_built: dict[str, float | None] = {}
         self._clock = time.monotonic()
 
     def done(self, stage: str, note: str = "") -> None:
@@ -82,6 +84,22 @@ class Stages:
         self.seconds[stage] = round(now - self._clock, 2)
         self._clock = now
         self.say(f"{stage} done in {self.seconds[stage]:.1f} s{note}")
+
+    def cached(self, stage: str, recorded: dict | None) -> None:
+        """stage came from the cache; recorded: the stage times its cache entry kept, if any."""
+        self.when_built[stage] = (recorded or {}).get(stage)
+        built = self.when_built[stage]
+        self.done(stage, " (cached" + (f"; built in {built:.1f} s)" if built is not None else ")"))
+
+    def from_scratch(self) -> float | None:
+        """What the whole build took with its cached stages as long as they took when built (None: unknown)."""
+        if any(v is None for v in self.when_built.values()):
+            return None
+        return round(sum(self.when_built.get(stage, s) for stage, s in self.seconds.items()), 1)
+
+    def of(self, *names: str) -> dict[str, float]:
+        """The seconds of these stages in this run (what a cache entry records)."""
+        return {name: self.seconds[name] for name in names}
 
     def say(self, line: str) -> None:
         if self.progress:
@@ -173,7 +191,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     base_path = base_gguf()
     tokens_map = functional_tokens(registry)
     tokenizer = LlamaTokenizer.from_file(base_path, unused_aliases(len(tokens_map)))
-    codec = CallCodec(registry, tokenizer)
+    codec = CallCodec(registry, tokenizer, recipe.data.leading_space)
     templates = load_templates(templates_dir, registry)
     templates_sha = templates_hash(templates_dir)
     dataset = build_dataset(recipe.data, registry, templates)
@@ -188,7 +206,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     kept_vocab = list(range(len(base.tokens)))
     if recipe.vocab.enabled:
         words = templates.vocabulary()
-        corpus = [e.text for e in train] + [" " + w for w in sorted(words)] + codec.fragment_texts()
+        corpus = [codec.prompt_text(e.text) for e in train] + [" " + w for w in sorted(words)] + codec.fragment_texts()
         corpus += sorted({" " + format_value(registry.get(c.function).arg(k), v)  # target values, as written
                           for e in train for c in e.calls for k, v in c.args.items()})
         kept_vocab = kept_token_ids(base.tokens, base.scores, base.token_types, corpus, base_mb_ids, recipe.vocab)
@@ -244,6 +262,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                     modelkeys.BASE_SHA: _sha256(base_path),
                     modelkeys.BASE_BLOCKS: base_blocks,
                     modelkeys.REMOVED: [i for i in range(base_blocks) if i not in kept],
+                    modelkeys.PROMPT_LEADING_SPACE: recipe.data.leading_space,
                     **provenance(recipe, templates_sha),
                 },
             )
@@ -284,25 +303,26 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
         remove_layers(model, saved["prune"]["removed"][0], recipe.prune.remove)
         model.load_state_dict(saved["state"])
-        stages.done("prune", " (cached)")
-        stages.done("heal", " (cached)")
+        stages.cached("prune", saved.get("stage_seconds"))
+        stages.cached("heal", saved.get("stage_seconds"))
     elif prune_first:
         prompts = [p for p, _ in pairs]
         held = [_weighted(b) for b in _batches(held_prompts, 16)]
         kept = prune_and_heal(model, [_weighted(b) for b in _batches(prompts, heal_config.batch_size)], held,
                               torch.tensor(sorted({t for seq in prompts for t in seq})))
         with replacing(pruned_path) as tmp:
-            torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict()},
-                       tmp)
+            torch.save({"kept": kept, "prune": report["prune"], "heal": report["heal"], "state": model.state_dict(),
+                        "stage_seconds": stages.of("prune", "heal")}, tmp)
 
     # fine-tune, cached as the exported float GGUF
     key = stage_key(key, recipe.max_train_examples, finetune_config, registry.sha256())
     exported = cache / f"finetuned-{key}.gguf"
     finetuned = None
     if exported.is_file():
-        stages.done("finetune", " (cached)")
-        stages.done("export", " (cached)")
         report["finetune"] = json.loads((cache / f"finetuned-{key}.json").read_text())
+        recorded = report["finetune"].pop("stage_seconds", None)
+        stages.cached("finetune", recorded)
+        stages.cached("export", recorded)
     else:
         descriptions = [[new_id[t] for t in tokenizer.encode((fn or "not a vehicle command").replace("_", " ")) if t in new_id]
                         for fn in tokens_map.values()]
@@ -315,6 +335,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         write_text(cache / f"finetuned-{key}.json", json.dumps(report["finetune"]))
         export(exported, finetuned, kept)
         stages.done("export")
+        write_text(cache / f"finetuned-{key}.json",
+                   json.dumps({**report["finetune"], "stage_seconds": stages.of("finetune", "export")}))
 
     # or prune the fine-tuned model and heal it by distilling its unpruned self on the training pairs;
     # cached as the exported float GGUF of the healed model
@@ -324,8 +346,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
         if healed.is_file():
             saved = json.loads((cache / f"healed-{key}.json").read_text())
             kept, report["prune"], report["heal"] = saved["kept"], saved["prune"], saved["heal"]
-            stages.done("prune", " (cached)")
-            stages.done("heal", " (cached)")
+            stages.cached("prune", saved.get("stage_seconds"))
+            stages.cached("heal", saved.get("stage_seconds"))
         else:
             if finetuned is None:
                 finetuned = model
@@ -336,7 +358,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
             kept = prune_and_heal(finetuned, _answer_batches(pairs, heal_config.batch_size, heal_config.answer_weight),
                                   _answer_batches(held_pairs, 16, heal_config.answer_weight), vocab)
             write_text(cache / f"healed-{key}.json", json.dumps({"kept": kept, "prune": report["prune"],
-                                                                "heal": report["heal"]}))
+                                                                "heal": report["heal"],
+                                                                "stage_seconds": stages.of("prune", "heal")}))
             export(healed, finetuned, kept)
         exported = healed
     del model, finetuned
@@ -346,7 +369,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                      metadata=provenance(recipe, templates_sha))
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
-        check_tokenization(final, [e.text for e in train] + codec.fragment_texts(), tokenizer, new_id)
+        check_tokenization(final, [codec.prompt_text(e.text) for e in train] + codec.fragment_texts(), tokenizer,
+                           new_id)
 
     if recipe.speech.enabled:
         corpus = speech_corpus(recipe.speech, recipe.data, registry, templates)
@@ -358,7 +382,9 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     stages.done("evaluate", f": exact match {report['evaluation']['exact_match']:.3f}")
 
     report.update(model=str(final), bytes=final.stat().st_size, blocks=len(kept), base_blocks=base_blocks,
-                  stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1))
+                  stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1),
+                  # a resumed build: its cached stages' times when they were built, and the sum with them
+                  cached_stage_seconds=stages.when_built, from_scratch_seconds=stages.from_scratch())
     report_path = out_dir / "build-report.json"
     write_text(report_path, json.dumps(report, indent=2) + "\n")
     return BuildResult(final, report_path, exported)

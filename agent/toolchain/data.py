@@ -51,6 +51,9 @@ class DataConfig:
     words_rate: float = 0.5             # numbers spoken as words rather than digits
     negated_rate: float = 0.0           # training commands also said negated ("dont ..."), as negatives, per command
     contrast_rate: float = 0.0          # share of the training commands' contrast pairs (`contrast`) also trained on
+    # The prompt is the sentence with a space in front, so a word is the same token first or later in it
+    # (CallCodec.prompt_text); the model records it (modelkeys.PROMPT_LEADING_SPACE) for the daemon.
+    leading_space: bool = False
 
 
 @dataclass(frozen=True)

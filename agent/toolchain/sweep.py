@@ -107,7 +107,8 @@ def _row(removed: int, healed: bool, quantization: str, model: Path, evaluation:
             "wrong_actuations_without_abstaining": evaluation["wrong_actuations_without_abstaining"],
             "decode_tokens_per_second": evaluation["decode_tokens_per_second"],
             "output_tokens_per_command": evaluation["output_tokens_per_command"],
-            "heal": report.get("heal"), "build_seconds": report.get("total_seconds")}
+            "heal": report.get("heal"), "build_seconds": report.get("total_seconds"),
+            "build_seconds_from_scratch": report.get("from_scratch_seconds")}
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
