@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from agent.toolchain.data import DATA_FORMAT, build_dataset
 from agent.toolchain.evaluate import evaluate
 from agent.toolchain.vocab import kept_token_ids
 from agent.toolchain.recipe import Recipe
+from agent.toolchain.stages import Stages
 
 
 @dataclass(frozen=True)
@@ -67,43 +67,6 @@ def provenance(recipe: Recipe, templates_sha: str) -> dict:
 def stage_key(*parts) -> str:
     blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class Stages:
-    """Timing and progress lines for the stages of one build. A stage taken from the cache takes no time
-    in this run; `when_built` keeps what it took in the build that made it (None: not recorded)."""
-
-    def __init__(self, name: str, progress: bool):
-        self.name, self.progress = name, progress
-        self.seconds: dict[str, float] = {}
-        self.when_built: dict[str, float | None] = {}
-        self._clock = time.monotonic()
-
-    def done(self, stage: str, note: str = "") -> None:
-        now = time.monotonic()
-        self.seconds[stage] = round(now - self._clock, 2)
-        self._clock = now
-        self.say(f"{stage} done in {self.seconds[stage]:.1f} s{note}")
-
-    def cached(self, stage: str, recorded: dict | None) -> None:
-        """stage came from the cache; recorded: the stage times its cache entry kept, if any."""
-        self.when_built[stage] = (recorded or {}).get(stage)
-        built = self.when_built[stage]
-        self.done(stage, " (cached" + (f"; built in {built:.1f} s)" if built is not None else ")"))
-
-    def from_scratch(self) -> float | None:
-        """What the whole build took with its cached stages as long as they took when built (None: unknown)."""
-        if any(v is None for v in self.when_built.values()):
-            return None
-        return round(sum(self.when_built.get(stage, s) for stage, s in self.seconds.items()), 1)
-
-    def of(self, *names: str) -> dict[str, float]:
-        """The seconds of these stages in this run (what a cache entry records)."""
-        return {name: self.seconds[name] for name in names}
-
-    def say(self, line: str) -> None:
-        if self.progress:
-            print(f"[{self.name}] {line}", flush=True)
 
 
 def _batches(sequences: list[list[int]], batch_size: int):
@@ -197,6 +160,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     dataset = build_dataset(recipe.data, registry, templates)
     train = list(dataset.train[: recipe.max_train_examples or None])
     pairs = [([tokenizer.bos_id] + codec.prompt(e.text), codec.encode(list(e.calls))) for e in train]
+    prompt_texts = [codec.prompt_text(e.text) for e in train]  # what the vocabulary must tokenize as the base did
     report.update(train_examples=len(pairs), heldout_examples=len(dataset.heldout))
     stages.done("data", f": {len(pairs)} training pairs")
 
@@ -206,7 +170,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     kept_vocab = list(range(len(base.tokens)))
     if recipe.vocab.enabled:
         words = templates.vocabulary()
-        corpus = [codec.prompt_text(e.text) for e in train] + [" " + w for w in sorted(words)] + codec.fragment_texts()
+        corpus = prompt_texts + [" " + w for w in sorted(words)] + codec.fragment_texts()
         corpus += sorted({" " + format_value(registry.get(c.function).arg(k), v)  # target values, as written
                           for e in train for c in e.calls for k, v in c.args.items()})
         kept_vocab = kept_token_ids(base.tokens, base.scores, base.token_types, corpus, base_mb_ids, recipe.vocab)
@@ -369,8 +333,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                      metadata=provenance(recipe, templates_sha))
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
-        check_tokenization(final, [codec.prompt_text(e.text) for e in train] + codec.fragment_texts(), tokenizer,
-                           new_id)
+        check_tokenization(final, prompt_texts + codec.fragment_texts(), tokenizer, new_id)
 
     if recipe.speech.enabled:
         corpus = speech_corpus(recipe.speech, recipe.data, registry, templates)
