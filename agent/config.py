@@ -51,10 +51,11 @@ class ModelSettings:
     path: str = setting("", "the GGUF model (default: the built default model in the model cache)", flag="--model")
     threads: int = setting(0, "llama.cpp threads when pinning is off (0: all cores)")
     context: int = setting(256, "context length in tokens")
-    min_confidence: float = setting(0.95, "below this probability of its functional token a command is treated as "
-                                         "not a vehicle command (0: off)")
+    min_confidence: float = setting(0.95, "below this probability of its first choice (which function) a command is "
+                                         "treated as not a vehicle command (0: off)")
     min_argument_confidence: float = setting(0.7, "below this probability of any later choice (a value, a further "
-                                                  "call) the agent abstains rather than guess how (0: off)")
+                                                  "call) the agent abstains rather than guess how (0: off); a choice's "
+                                                  "probability counts the other tokens that would send the car the same")
 
     def __post_init__(self):
         for name in ("min_confidence", "min_argument_confidence"):

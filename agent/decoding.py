@@ -212,6 +212,11 @@ class ConstrainedDecoder:
         self._value = ""
         self._value_tokens = 0
 
+    @property
+    def writing_text(self) -> bool:
+        """Inside a string value (a song, a place, a name), where another token is another text."""
+        return self._state == "value" and self._arg.type == "string"
+
     # -- what may come next ----------------------------------------------
     def allowed(self) -> np.ndarray:
         c = self.c

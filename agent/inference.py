@@ -15,11 +15,18 @@ import numpy as np
 from agent import manifest, modelkeys
 from agent.decoding import Call, CallCodec, functional_tokens
 from agent.errors import DecodeError, ModelError
+from agent.evaluation import as_received
 from agent.registry import Registry
 from agent.textnorm import normalize
 from agent.tokenizer import LlamaTokenizer
 
 MAX_OUTPUT_TOKENS = 64
+# A choice less sure than this (or than the threshold it is held to, when one is set) has its likely
+# alternatives completed, to count those the car would receive alike (_confidences); at most this
+# many, each at least this probable. 0.95: the strictest threshold the toolchain's evaluation reports.
+SAME_MEANING_BELOW = 0.95
+SAME_MEANING_ALTERNATIVES = 2
+SAME_MEANING_MIN_PROBABILITY = 0.1
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,10 @@ class Decoded:
     # What it would have done without abstaining (None: same as calls; empty when it stopped at an
     # unsure first token without decoding the arguments).
     proposed: list[Call] | None = None
-    function_confidence: float = 1.0  # probability of the first token (which function, or none)
-    argument_confidence: float = 1.0  # lowest probability of any later choice (values, further calls)
+    # Probability of the first choice (which function, or none), and the lowest of any later one (values,
+    # further calls); each counts the likely other tokens that would send the car the same (_confidences).
+    function_confidence: float = 1.0
+    argument_confidence: float = 1.0
 
     @property
     def proposals(self) -> list[Call]:
@@ -113,32 +122,109 @@ class CommandModel:
         self.llm.eval(prompt)
         prefilled = time.perf_counter()
         decoder = self.codec.decoder()
-        produced = 0
-        confidences: list[float] = []
-        while not decoder.done and produced < MAX_OUTPUT_TOKENS:
-            allowed = np.flatnonzero(decoder.allowed())
-            logits = self._logits()[allowed]
-            token = int(allowed[np.argmax(logits)])
-            confidences.append(_top_probability(logits))
-            if produced == 0 and token != self.codec.none_id and confidences[0] < self.min_confidence:
-                break  # unsure which function: nothing more to learn by decoding on
-            decoder.advance(token)
-            produced += 1
-            if not decoder.done:
-                self.llm.eval([token])
-        finished = time.perf_counter()
-        stopped_early = produced == 0
+        # With a threshold set only the choices below it look for alternatives (the decision is the same
+        # whatever a surer choice's alternatives mean); without, all that the evaluation's grid may need.
+        branch_below = (self.min_confidence or SAME_MEANING_BELOW, self.min_argument_confidence or SAME_MEANING_BELOW)
+        steps = self._greedy(decoder, branch_below, stop_below=self.min_confidence)
+        stopped_early = steps[0].token is None
         if not decoder.done and not stopped_early:  # never act on a cut-off call
             raise DecodeError(f"no complete answer within {MAX_OUTPUT_TOKENS} tokens for {normal!r}")
         proposed = [] if stopped_early else decoder.calls()
-        decoded = Decoded(normal, proposed, max(produced, 1), (prefilled - started) * 1000,
+        function_confidence, argument_confidence = ((steps[0].confidence, 1.0) if stopped_early
+                                                    else self._confidences(prompt, steps, proposed))
+        finished = time.perf_counter()
+        decoded = Decoded(normal, proposed, max(len(steps) - stopped_early, 1), (prefilled - started) * 1000,
                           (finished - prefilled) * 1000, proposed=proposed,
-                          function_confidence=confidences[0], argument_confidence=min(confidences[1:], default=1.0))
+                          function_confidence=function_confidence, argument_confidence=argument_confidence)
         if stopped_early or abstains(decoded, self.min_confidence, self.min_argument_confidence):
             return dataclasses.replace(decoded, calls=[], abstained=True)
         return decoded
 
+    def _greedy(self, decoder, branch_below: tuple[float, float] | None = None, stop_below: float = 0.0) -> list[_Step]:
+        """Decode greedily on from the model's state (the logits of its last evaluated token) and the
+        decoder's. A step less sure than branch_below (first choice, later ones) keeps its likely
+        alternatives. Stops before taking an unsure first function (below stop_below): that step's token is None."""
+        steps: list[_Step] = []
+        while not decoder.done and len(steps) < MAX_OUTPUT_TOKENS:
+            allowed = np.flatnonzero(decoder.allowed())
+            probabilities = _softmax(self._logits()[allowed])
+            best = int(np.argmax(probabilities))
+            token, confidence = int(allowed[best]), float(probabilities[best])
+            alternatives = ()
+            # not inside a text: another word there is another song or place, and a long one would
+            # branch at every word
+            if branch_below and confidence < branch_below[bool(steps)] and not decoder.writing_text:
+                likely = np.argsort(-probabilities)[1:1 + SAME_MEANING_ALTERNATIVES]
+                alternatives = tuple((int(allowed[k]), float(probabilities[k])) for k in likely
+                                     if probabilities[k] >= SAME_MEANING_MIN_PROBABILITY)
+            if not steps and token != self.codec.none_id and \
+                    confidence + sum(p for _, p in alternatives) < stop_below:
+                return [_Step(None, confidence)]  # unsure which function, whatever the others mean: stop here
+            steps.append(_Step(token, confidence, alternatives))
+            decoder.advance(token)
+            if not decoder.done:
+                self.llm.eval([token])
+        return steps
 
-def _top_probability(logits: np.ndarray) -> float:
+    def _confidences(self, prompt: list[int], steps: list[_Step], calls: list[Call]) -> tuple[float, float]:
+        """(function, argument) confidence: the probability of the first choice, and the lowest over
+        the later ones, of what the car would receive.
+
+        A choice's probability is its token's plus that of each likely other token whose greedy
+        completion the car would receive alike: "window: driver" spelled out or left to its default,
+        "max" or the top level written as a number, two calls in either order. Counting only the chosen
+        spelling would abstain on commands the model is sure of, split between two ways of saying one thing."""
+        if not calls:  # "not a command": every other first choice is some call
+            return steps[0].confidence, 1.0
+        meaning = _meaning(self.codec.registry, calls)
+        merged = []
+        for i, step in enumerate(steps):
+            confidence = step.confidence
+            for token, probability in step.alternatives:
+                other = self._completion(prompt, [s.token for s in steps[:i]] + [token])
+                if other is not None and _meaning(self.codec.registry, other) == meaning:
+                    confidence += probability
+            merged.append(confidence)
+        return merged[0], min(merged[1:], default=1.0)
+
+    def _completion(self, prompt: list[int], prefix: list[int]) -> list[Call] | None:
+        """The calls greedy decoding gives after these output tokens (None: no complete answer)."""
+        decoder = self.codec.decoder()
+        for token in prefix:
+            decoder.advance(token)
+        if not decoder.done:
+            self._evaluate(prompt + prefix)
+        self._greedy(decoder)
+        return decoder.calls() if decoder.done else None
+
+    def _evaluate(self, tokens: list[int]) -> None:
+        """Bring llama.cpp's state to these tokens, keeping the cache of the prefix they share with
+        what it holds (an earlier branch may have left other tokens after the branching point)."""
+        held = self.llm.input_ids[:self.llm.n_tokens]
+        shared = 0
+        while shared < min(len(held), len(tokens) - 1) and held[shared] == tokens[shared]:
+            shared += 1
+        self.llm.n_tokens = shared  # llama.cpp drops the cache from here on before evaluating
+        self.llm.eval(tokens[shared:])
+
+
+@dataclass(frozen=True)
+class _Step:
+    token: int | None                                 # None: stopped before an unsure first function
+    confidence: float                                 # the probability of the token taken
+    alternatives: tuple[tuple[int, float], ...] = ()  # likely other tokens, for _confidences
+
+
+def _meaning(registry: Registry, calls: list[Call]) -> list[str]:
+    """What the car would receive, in a comparable form: calls as a multiset, 30 and 30.0 alike."""
+    def value(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    return sorted(json.dumps([name, sorted((k, value(v)) for k, v in args.items())])
+                  for name, args in as_received(registry, calls))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits.astype(np.float64) - logits.max())
-    return float(shifted.max() / shifted.sum())
+    return shifted / shifted.sum()
+
+
