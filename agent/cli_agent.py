@@ -207,6 +207,7 @@ def model_info(path: Path) -> dict:
         "removed_blocks": json.loads(meta.get(modelkeys.REMOVED, "[]")),
         "quantization": FILE_TYPES.get(int(meta.get("general.file_type", -1)), meta.get("general.file_type")),
         "functional_tokens": function_map,
+        "prompt_leading_space": modelkeys.prompt_leading_space(meta),  # how the daemon writes its prompts
         "registry_sha256": meta.get(modelkeys.REGISTRY_SHA, ""),
         "build_report": str(report) if report.is_file() else None,
     }
@@ -219,8 +220,9 @@ def cmd_model_info(args) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
+    width = max(map(len, info))
     for key, value in info.items():
         if key == "functional_tokens":
             value = f"{len(value)} ({', '.join(f'{k}={v}' for k, v in list(value.items())[:3])}, ...)"
-        print(f"{key:<18} {value}")
+        print(f"{key:<{width}} {value}")
     return 0

@@ -18,7 +18,6 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.registry import Registry
-from agent.templates import is_symbolic, symbolic_value
 
 KINDS = ("single", "multi", "relative", "negative", "out_of_range", "unsafe")
 
@@ -99,31 +98,6 @@ def call_matches(registry: Registry, expected: tuple[str, dict], got: tuple[str,
         elif want != have:
             return False
     return True
-
-
-def as_received(registry: Registry, calls) -> list[tuple[str, dict[str, Any]]]:
-    """Decoded calls as the car would receive them: on/max/min/up/down made concrete and omitted
-    defaults filled in, with no range check (an out-of-range value stays what was asked)."""
-    out = []
-    for call in calls:
-        if call.function not in registry:
-            out.append((call.function, dict(call.args)))
-            continue
-        spec = registry.get(call.function)
-        args = {}
-        for arg in spec.args:
-            if arg.name in call.args:
-                value = call.args[arg.name]
-                if is_symbolic(arg, value):
-                    try:
-                        value = symbolic_value(arg, value)
-                    except ValueError:
-                        pass
-                args[arg.name] = value
-            elif arg.has_default:
-                args[arg.name] = arg.default
-        out.append((call.function, args))
-    return out
 
 
 def score(registry: Registry, expected: list, received: list) -> tuple[bool, int]:

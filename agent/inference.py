@@ -15,7 +15,7 @@ import numpy as np
 from agent import manifest, modelkeys
 from agent.decoding import Call, CallCodec, functional_tokens
 from agent.errors import DecodeError, ModelError
-from agent.evaluation import as_received
+from agent.received import received_key
 from agent.registry import Registry
 from agent.textnorm import normalize
 from agent.tokenizer import LlamaTokenizer
@@ -89,9 +89,7 @@ class CommandModel:
             raise ModelError(f"llama.cpp cannot load {self.path}: {exc}") from None
         self._check_function_map(registry)
         self.tokenizer = LlamaTokenizer(self.llm)
-        # a model records how its prompts were written; one from before the key wrote none
-        leading_space = self.llm.metadata.get(modelkeys.PROMPT_LEADING_SPACE, "false").lower() in ("true", "1")
-        self.codec = CallCodec(registry, self.tokenizer, leading_space)
+        self.codec = CallCodec(registry, self.tokenizer, modelkeys.prompt_leading_space(self.llm.metadata))
         self.threads = threads
 
     def _check_function_map(self, registry: Registry) -> None:
@@ -176,13 +174,13 @@ class CommandModel:
         spelling would abstain on commands the model is sure of, split between two ways of saying one thing."""
         if not calls:  # "not a command": every other first choice is some call
             return steps[0].confidence, 1.0
-        meaning = _meaning(self.codec.registry, calls)
+        meaning = received_key(self.codec.registry, calls)
         merged = []
         for i, step in enumerate(steps):
             confidence = step.confidence
             for token, probability in step.alternatives:
                 other = self._completion(prompt, [s.token for s in steps[:i]] + [token])
-                if other is not None and _meaning(self.codec.registry, other) == meaning:
+                if other is not None and received_key(self.codec.registry, other) == meaning:
                     confidence += probability
             merged.append(confidence)
         return merged[0], min(merged[1:], default=1.0)
@@ -213,14 +211,6 @@ class _Step:
     token: int | None                                 # None: stopped before an unsure first function
     confidence: float                                 # the probability of the token taken
     alternatives: tuple[tuple[int, float], ...] = ()  # likely other tokens, for _confidences
-
-
-def _meaning(registry: Registry, calls: list[Call]) -> list[str]:
-    """What the car would receive, in a comparable form: calls as a multiset, 30 and 30.0 alike."""
-    def value(v):
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-    return sorted(json.dumps([name, sorted((k, value(v)) for k, v in args.items())])
-                  for name, args in as_received(registry, calls))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

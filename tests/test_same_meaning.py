@@ -1,19 +1,20 @@
 """Argument confidence counts the alternatives the car would receive alike, on the tiny model."""
 
 from agent.decoding import Call
-from agent.inference import SAME_MEANING_BELOW, CommandModel, _meaning, _Step
+from agent.inference import SAME_MEANING_BELOW, CommandModel, _Step
+from agent.received import received_key
 
 WINDOW_DOWN = Call("set_window_position", {"open_percent": "max", "window": "driver"})
 
 
 def test_meaning_is_what_the_car_receives(registry):
-    spelled_out = _meaning(registry, [WINDOW_DOWN])
-    assert _meaning(registry, [Call("set_window_position", {"open_percent": "max"})]) == spelled_out  # the default
-    assert _meaning(registry, [Call("set_window_position", {"open_percent": 100})]) == spelled_out  # "max" made concrete
-    assert _meaning(registry, [Call("set_window_position", {"open_percent": "max", "window": "passenger"})]) != spelled_out
+    spelled_out = received_key(registry, [WINDOW_DOWN])
+    assert received_key(registry, [Call("set_window_position", {"open_percent": "max"})]) == spelled_out  # the default
+    assert received_key(registry, [Call("set_window_position", {"open_percent": 100})]) == spelled_out  # "max" made concrete
+    assert received_key(registry, [Call("set_window_position", {"open_percent": "max", "window": "passenger"})]) != spelled_out
     fan = Call("set_fan_speed", {"level": 2})
-    assert _meaning(registry, [WINDOW_DOWN, fan]) == _meaning(registry, [fan, WINDOW_DOWN])  # a multiset
-    assert _meaning(registry, [WINDOW_DOWN, fan]) != _meaning(registry, [WINDOW_DOWN])
+    assert received_key(registry, [WINDOW_DOWN, fan]) == received_key(registry, [fan, WINDOW_DOWN])  # a multiset
+    assert received_key(registry, [WINDOW_DOWN, fan]) != received_key(registry, [WINDOW_DOWN])
 
 
 def _steps(model, ids, unsure):

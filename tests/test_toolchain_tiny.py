@@ -123,6 +123,7 @@ def test_model_info_json(tiny_build):
     assert info["quantization"] == "Q4_0" and info["base_model"] == "tiny"
     assert info["build_report"] == str(result.report)
     assert len(info["functional_tokens"]) == 35
+    assert info["prompt_leading_space"] is True  # the tiny recipe prompts with the leading space
 
 
 def test_unsure_model_abstains(registry, tiny_build):

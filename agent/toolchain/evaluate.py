@@ -23,7 +23,8 @@ def evaluate(model_path: Path, registry: Registry, examples) -> dict:
     as the dev eval scores); `exact_match_literal` also counts a spelled-out default or "on" for the
     maximum as a miss. `misses` lists the first MAX_LISTED_MISSES misses to read."""
     from agent.config import ModelSettings
-    from agent.evaluation import as_received, score
+    from agent.evaluation import score
+    from agent.received import as_received
     from agent.inference import MAX_OUTPUT_TOKENS, CommandModel, Decoded, abstains
 
     settings = ModelSettings()
