@@ -17,7 +17,7 @@ def test_meaning_is_what_the_car_receives(registry):
     assert received_key(registry, [WINDOW_DOWN, fan]) != received_key(registry, [WINDOW_DOWN])
 
 
-def _steps(model, ids, unsure):
+def _steps(ids, unsure):
     """Steps taking ids, sure of each but those in unsure: index -> (confidence, alternatives)."""
     return [_Step(t, *unsure.get(i, (1.0, ()))) for i, t in enumerate(ids)]
 
@@ -30,11 +30,12 @@ def test_an_alternative_meaning_the_same_adds_to_the_choice(registry, tiny_build
     calls = codec.decode_ids(ids)
     semicolon = ids.index(codec.fragment(";")[0])  # after "max": name the window, or end and leave it to its default
     eos = codec.eos_id
-    merged = model._confidences(0, _steps(model, ids, {semicolon: (0.5, ((eos, 0.45),))}), calls)
+    prompt = [model.tokenizer.bos_id] + codec.prompt("roll down the window")
+    merged = model._confidences(prompt, _steps(ids, {semicolon: (0.5, ((eos, 0.45),))}), calls)
     assert merged == (1.0, 0.95)
     # ending before any argument leaves open_percent unsaid: another command, so not counted
-    apart = model._confidences(0, _steps(model, ids, {1: (0.6, ((eos, 0.3),)),
-                                                       semicolon: (0.5, ((eos, 0.45),))}), calls)
+    apart = model._confidences(prompt, _steps(ids, {1: (0.6, ((eos, 0.3),)), semicolon: (0.5, ((eos, 0.45),))}),
+                               calls)
     assert apart == (1.0, 0.6)
 
 
