@@ -198,10 +198,8 @@ class CommandModel:
     def _evaluate(self, tokens: list[int]) -> None:
         """Bring llama.cpp's state to these tokens, keeping the cache of the prefix they share with
         what it holds (an earlier branch may have left other tokens after the branching point)."""
-        held = self.llm.input_ids[:self.llm.n_tokens]
-        shared = 0
-        while shared < min(len(held), len(tokens) - 1) and held[shared] == tokens[shared]:
-            shared += 1
+        # the last token is evaluated even when held, for its logits
+        shared = llama_cpp.Llama.longest_token_prefix(self.llm.input_ids[:self.llm.n_tokens], tokens[:-1])
         self.llm.n_tokens = shared  # llama.cpp drops the cache from here on before evaluating
         self.llm.eval(tokens[shared:])
 
@@ -216,5 +214,3 @@ class _Step:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits.astype(np.float64) - logits.max())
     return shifted / shifted.sum()
-
-
