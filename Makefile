@@ -6,6 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= toolchain,bench,test
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# llama.cpp's native build turns on ggml's AMX kernels wherever the CPU lists AMX. On the Xeon
+# machines here they stop the process with an illegal instruction (tilezero straight after ggml's
+# own ldtilecfg) as soon as a prompt is evaluated. Decoding one token at a time never uses them,
+# so x86-64 builds leave them out; AVX-512 and VNNI stay.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CFLAGS += $(NO_AMX)
+export CXXFLAGS += $(NO_AMX)
+endif
 
 .PHONY: run test install model protos clean
 
@@ -27,6 +36,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	# pip's cache may hold a llama.cpp compiled with AMX before the flags above: compile it again.
+	$(PY) -c "import sys, llama_cpp; sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" \
+	  || $(PY) -m pip install --no-cache-dir --force-reinstall --no-deps "$$(grep -o 'llama-cpp-python==[0-9.]*' setup.cfg)"
 	touch $(STAMP)
 
 protos: $(STAMP)

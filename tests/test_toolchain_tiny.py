@@ -291,6 +291,11 @@ def test_if_missing_rebuilds_a_model_of_another_recipe_or_templates(tiny_build, 
     monkeypatch.setattr(build_module, "build", lambda recipe, *a, **k: built.append(recipe) or types.SimpleNamespace(
         model=models / "tiny" / "tiny.gguf", report=models / "tiny" / "build-report.json"))
     recipe_file = REPO / "models" / "recipes" / "tiny.yaml"
+    # a build that stopped after writing the model (no report yet) is resumed, not taken as built
+    assert main(["build", "--recipe", str(recipe_file), "--out", str(models), "--if-missing"]) == 0
+    assert len(built) == 1 and "no build report" in capsys.readouterr().out
+    built.clear()
+    shutil.copy(result.report, models / "tiny" / "build-report.json")
     assert main(["build", "--recipe", str(recipe_file), "--out", str(models), "--if-missing"]) == 0
     assert built == [] and "already built" in capsys.readouterr().out
     changed = yaml.safe_load(recipe_file.read_text())
@@ -305,3 +310,23 @@ def test_if_missing_rebuilds_a_model_of_another_recipe_or_templates(tiny_build, 
     assert main(["build", "--recipe", str(recipe_file), "--out", str(models), "--if-missing",
                  "--templates", str(templates)]) == 0
     assert len(built) == 2 and "another version" in capsys.readouterr().out
+
+
+def test_a_build_that_stops_part_way_leaves_no_report_of_an_earlier_model(tiny_build, registry, tmp_path, monkeypatch):
+    """The report is what tells `--if-missing` a build finished: an earlier build's must not survive a
+    rebuild that stops after replacing the model."""
+    import pytest
+
+    from agent.toolchain import build as build_module
+
+    result, recipe = tiny_build
+    (tmp_path / "build-report.json").write_text("{}")  # an earlier build's
+
+    def stops(*args, **kwargs):
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(build_module, "evaluate", stops)
+    with pytest.raises(RuntimeError):  # every stage comes from the fixture's cache, then evaluation stops
+        build_module.build(recipe, registry, REPO / "models" / "templates", tmp_path, progress=False,
+                           cache=result.model.parent / "cache")
+    assert (tmp_path / "tiny.gguf").is_file() and not (tmp_path / "build-report.json").exists()

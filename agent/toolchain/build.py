@@ -145,6 +145,8 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     from agent.voice.domain import speech_lm_path, vocabulary
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # An earlier build's report would describe a model this build replaces; it is written again at the end.
+    (out_dir / "build-report.json").unlink(missing_ok=True)
     cache = cache or out_dir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     stages = Stages(recipe.name, progress)

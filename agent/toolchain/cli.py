@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         out = (args.out or paths.models_dir()) / recipe.name
         existing = out / f"{recipe.name}.gguf"
         speech = speech_lm_path(existing)
-        if args.if_missing and existing.is_file() and (speech.is_file() or not recipe.speech.enabled):
+        # The report is written last: without it the build stopped part-way (its stages are cached).
+        report = out / "build-report.json"
+        if args.if_missing and existing.is_file() and not report.is_file():
+            print(f"model: {existing} has no build report (its build stopped before the end): resuming", flush=True)
+        elif args.if_missing and existing.is_file() and (speech.is_file() or not recipe.speech.enabled):
             manifest.verify(existing)
             if recipe.speech.enabled:
                 manifest.verify(speech)
