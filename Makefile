@@ -36,9 +36,10 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
-	# pip's cache may hold a llama.cpp compiled with AMX before the flags above: compile it again.
+	# pip's cache may hold a llama.cpp compiled with AMX before the flags above: drop it, compile again.
 	$(PY) -c "import sys, llama_cpp; sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" \
-	  || $(PY) -m pip install --no-cache-dir --force-reinstall --no-deps "$$(grep -o 'llama-cpp-python==[0-9.]*' setup.cfg)"
+	  || { $(PY) -m pip cache remove llama_cpp_python \
+	       && $(PY) -m pip install --force-reinstall --no-deps "$$(grep -o 'llama-cpp-python==[0-9.]*' setup.cfg)"; }
 	touch $(STAMP)
 
 protos: $(STAMP)
