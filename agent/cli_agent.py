@@ -187,7 +187,7 @@ def cmd_eval(args) -> int:
 def model_info(path: Path) -> dict:
     import llama_cpp
 
-    from agent import manifest, modelkeys
+    from agent import manifest, modelkeys, paths
 
     sha = manifest.verify(path)
     try:
@@ -197,7 +197,7 @@ def model_info(path: Path) -> dict:
     meta = llm.metadata
     function_map = json.loads(meta.get(modelkeys.FUNCTION_MAP, "{}"))
     recipe = json.loads(meta.get(modelkeys.RECIPE, "{}"))
-    report = path.parent / "build-report.json"
+    report = paths.build_report(path)
     return {
         "path": str(path),
         "sha256": sha,

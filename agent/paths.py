@@ -18,3 +18,9 @@ def models_dir() -> Path:
 
 def default_model() -> Path:
     return models_dir() / DEFAULT_RECIPE / f"{DEFAULT_RECIPE}.gguf"
+
+
+def build_report(model: Path) -> Path:
+    """The build report beside a model. A build writes it last, so a model without one is from a build
+    that stopped part-way."""
+    return model.parent / "build-report.json"

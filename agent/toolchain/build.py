@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent import modelkeys
+from agent import modelkeys, paths
 from agent.atomic import replacing, write_text
 from agent.decoding import CallCodec, format_value, functional_tokens
 from agent.registry import Registry
@@ -145,8 +145,10 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     from agent.voice.domain import speech_lm_path, vocabulary
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{recipe.name}.gguf"
+    report_path = paths.build_report(model_path)
     # An earlier build's report would describe a model this build replaces; it is written again at the end.
-    (out_dir / "build-report.json").unlink(missing_ok=True)
+    report_path.unlink(missing_ok=True)
     cache = cache or out_dir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     stages = Stages(recipe.name, progress)
@@ -331,7 +333,7 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
     del model, finetuned
 
     # a fine-tune from the cache carries the recipe of the build that made it (another pruning, say)
-    final = quantize(exported, out_dir / f"{recipe.name}.gguf", recipe.quantize,
+    final = quantize(exported, model_path, recipe.quantize,
                      metadata=provenance(recipe, templates_sha))
     stages.done("quantize", f": {final.stat().st_size / 2**20:.1f} MiB")
     if recipe.vocab.enabled:
@@ -350,7 +352,6 @@ def build(recipe: Recipe, registry: Registry, templates_dir: Path, out_dir: Path
                   stage_seconds=stages.seconds, total_seconds=round(sum(stages.seconds.values()), 1),
                   # a resumed build: its cached stages' times when they were built, and the sum with them
                   cached_stage_seconds=stages.when_built, from_scratch_seconds=stages.from_scratch())
-    report_path = out_dir / "build-report.json"
     write_text(report_path, json.dumps(report, indent=2) + "\n")
     return BuildResult(final, report_path, exported)
 

@@ -60,20 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         out = (args.out or paths.models_dir()) / recipe.name
         existing = out / f"{recipe.name}.gguf"
         speech = speech_lm_path(existing)
-        # The report is written last: without it the build stopped part-way (its stages are cached).
-        report = out / "build-report.json"
-        if args.if_missing and existing.is_file() and not report.is_file():
-            print(f"model: {existing} has no build report (its build stopped before the end): resuming", flush=True)
-        elif args.if_missing and existing.is_file() and (speech.is_file() or not recipe.speech.enabled):
-            manifest.verify(existing)
-            if recipe.speech.enabled:
-                manifest.verify(speech)
-            recorded_recipe, recorded_templates = built_from(existing)
-            if same_recipe(recorded_recipe, recipe) and recorded_templates == templates_hash(args.templates):
-                print(f"model: {existing} (already built)")
-                return 0
-            print(f"model: {existing} was built from another version of {args.recipe} or of the templates: "
-                  "rebuilding", flush=True)
+        if args.if_missing and existing.is_file():
+            if not paths.build_report(existing).is_file():  # its cached stages make the rerun quick
+                print(f"model: {existing} has no build report (its build stopped before the end): resuming",
+                      flush=True)
+            elif speech.is_file() or not recipe.speech.enabled:
+                manifest.verify(existing)
+                if recipe.speech.enabled:
+                    manifest.verify(speech)
+                recorded_recipe, recorded_templates = built_from(existing)
+                if same_recipe(recorded_recipe, recipe) and recorded_templates == templates_hash(args.templates):
+                    print(f"model: {existing} (already built)")
+                    return 0
+                print(f"model: {existing} was built from another version of {args.recipe} or of the templates: "
+                      "rebuilding", flush=True)
         result = build(recipe, load_registry(), args.templates, out)
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
